@@ -1,0 +1,1 @@
+"""tuneserve API: FastAPI app, settings, SQL schema, storage. Never imports torch."""

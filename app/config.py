@@ -1,0 +1,71 @@
+"""Settings, read once from ``TUNESERVE_*`` environment variables.
+
+Every default is the embedded one: SQLite and artifacts under ``TUNESERVE_DATA_DIR`` (``./var``)
+and a Redis that ``tuneserve up`` starts itself. Production sets ``TUNESERVE_DATABASE_URL`` to
+``postgresql+psycopg://...`` and ``TUNESERVE_BROKER_URL`` to ``redis://...``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNESERVE_", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="Artifacts, SQLite file, embedded Redis.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/tuneserve.db."
+    )
+    broker_url: str = Field(
+        "", description="Redis URL for Celery; empty means the embedded Redis of `tuneserve up`."
+    )
+    embedded_redis_port: int = Field(6380, description="Port of the embedded Redis.")
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, description="Port the API listens on.")
+    base_models_dir: Path | None = Field(
+        None, description="Directory of HF-format model folders offered as base models."
+    )
+    include_packaged_models: bool = Field(
+        True, description="Offer base models shipped in installed packages (all-MiniLM-L6-v2)."
+    )
+    max_upload_bytes: int = Field(100 * 1024 * 1024, description="Upload byte cap (413 above).")
+    max_columns: int = Field(1000, description="Most columns an uploaded table may have.")
+    max_field_chars: int = Field(1_000_000, description="Longest single text field accepted.")
+    min_examples_per_class: int = Field(
+        5, description="Classes with fewer examples are reported as too small."
+    )
+    predict_max_inputs: int = Field(256, description="Most inputs in one predict request.")
+    predict_timeout_s: float = Field(30.0, description="Predict waits this long, then 504.")
+    model_cache_size: int = Field(4, description="Models an inference worker keeps loaded.")
+    model_cache_bytes: int = Field(
+        4 * 1024**3, description="Memory budget of the inference worker's model cache."
+    )
+    lease_seconds: int = Field(120, description="A training worker's lease on its job.")
+    progress_write_interval_s: float = Field(
+        2.0, description="Least time between progress writes from the training loop."
+    )
+    max_attempts: int = Field(2, description="Attempts a job gets before it fails.")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tuneserve.db').resolve()}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir.resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

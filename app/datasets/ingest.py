@@ -1,0 +1,397 @@
+"""Turn an uploaded CSV, JSONL or Parquet file into the canonical Parquet table the trainer reads.
+
+Canonical schema (nothing else): ``text: string`` always; ``label: string`` for
+``text-classification`` and ``text-pair-classification`` (ints and bools become strings:
+``3`` -> ``"3"``, ``true`` -> ``"true"``, integral floats ``3.0`` -> ``"3"``);
+``labels: list<string>`` for ``text-multilabel``; ``text_pair: string`` for pairs.
+
+Rules worth knowing:
+
+- A row whose required value is missing, null or blank (whitespace only) is dropped and
+  counted, never fatal unless nothing is left. Labels are stripped of surrounding spaces;
+  texts are stored exactly as given.
+- Multilabel labels: a JSON list (JSONL, Parquet ``list<string>``), or a string holding either
+  ``a|b|c`` (``|`` is the only separator: commas and semicolons belong to the label) or a JSON
+  list ``["a", "b"]``. An explicit empty list ``[]`` is kept as a row with no labels; an empty
+  cell is missing.
+- Duplicate texts are kept and reported, not removed.
+- CSV is comma-separated only (no sniffing), UTF-8 with or without a BOM.
+- Every fatal problem raises :class:`~app.errors.DatasetInvalid` (422, details = the report),
+  an unknown format :class:`~app.errors.UnsupportedMediaType` (415), a bad task or column
+  mapping :class:`~app.errors.InvalidInput` (422). Nothing is written at ``dest`` then.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from app.datasets.formats import (
+    HEAD_BYTES,
+    FormatName,
+    IngestFailure,
+    check_head,
+    check_parquet_tail,
+    claimed_format,
+    first_invalid_utf8,
+    json_type,
+    open_reader,
+    utf8_message,
+)
+from app.datasets.report import LengthStats, StatsCollector, ValidationReport
+from app.errors import DatasetInvalid, InvalidInput
+
+__all__ = [
+    "ColumnMapping",
+    "IngestLimits",
+    "LengthStats",
+    "Task",
+    "ValidationReport",
+    "detect_format",
+    "ingest_file",
+]
+
+Task = Literal[
+    "text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text"
+]
+
+#: per task, the canonical columns in order: (canonical name, kind). A kind says how a value is
+#: read and stored; image tasks add their own kinds (an image path) here.
+TASK_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "text-classification": (("text", "text"), ("label", "label")),
+    "text-multilabel": (("text", "text"), ("labels", "labels")),
+    "text-pair-classification": (("text", "text"), ("text_pair", "text"), ("label", "label")),
+    "unlabeled-text": (("text", "text"),),
+}
+_ARROW_TYPES = {"text": pa.string(), "label": pa.string(), "labels": pa.list_(pa.string())}
+_FLUSH_ROWS = 16_384
+_FLUSH_CHARS = 32 * 1024 * 1024
+
+
+class ColumnMapping(BaseModel):
+    """Which source column holds each canonical column."""
+
+    text: str = Field("text", description="Column with the input text.")
+    label: str = Field("label", description="Column with the label (multilabel: the labels).")
+    text_pair: str = Field("text_pair", description="Second text of text-pair classification.")
+
+
+class IngestLimits(BaseModel):
+    max_columns: int = Field(1000, description="Most columns the file may have.")
+    max_field_chars: int = Field(1_000_000, description="Longest single field, in characters.")
+    min_examples_per_class: int = Field(5, description="Smaller classes are reported.")
+    max_rows: int = Field(5_000_000, description="Most data rows the file may have.")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IngestLimits:
+        """Limits from :class:`app.config.Settings` (``max_rows`` keeps its default there)."""
+        fields = ("max_columns", "max_field_chars", "min_examples_per_class", "max_rows")
+        return cls(**{f: getattr(settings, f) for f in fields if hasattr(settings, f)})
+
+
+def detect_format(filename: str, head: bytes, declared: str | None = None) -> FormatName:
+    """The file's format: ``declared`` if given, else its extension; checked against ``head``
+    (its first bytes). Unknown format: 415. Content that contradicts it: 422 with a report."""
+    fmt = claimed_format(filename, declared)
+    try:
+        check_head(fmt, head)
+    except IngestFailure as exc:
+        report = ValidationReport(format=fmt, errors=[str(exc)])
+        raise DatasetInvalid(str(exc), details=report.model_dump()) from None
+    return fmt
+
+
+def ingest_file(
+    src: Path,
+    *,
+    filename: str,
+    task: Task,
+    columns: ColumnMapping,
+    dest: Path,
+    limits: IngestLimits,
+    declared_format: str | None = None,
+) -> ValidationReport:
+    """Parse and validate ``src``; write the canonical Parquet atomically to ``dest``."""
+    if task not in TASK_COLUMNS:
+        raise InvalidInput(
+            f"task {task!r} cannot be ingested from a table; "
+            f"use one of: {', '.join(get_args(Task))}"
+        )
+    targets = [
+        (name, kind, getattr(columns, "label" if name == "labels" else name))
+        for name, kind in TASK_COLUMNS[task]
+    ]
+    sources = [source for _, _, source in targets]
+    if len(set(sources)) < len(sources):
+        raise InvalidInput(f"the column mapping uses one source column twice: {sources}")
+    fmt = claimed_format(filename, declared_format)
+    stats = StatsCollector(
+        labelled=any(kind != "text" for _, kind, _ in targets),
+        has_pair=any(name == "text_pair" for name, _, _ in targets),
+    )
+    found: list[str] = []
+    writer: _AtomicParquetWriter | None = None
+    try:
+        with src.open("rb") as f:
+            check_head(fmt, f.read(HEAD_BYTES))
+        if fmt == "parquet":
+            check_parquet_tail(src)
+        writer = _AtomicParquetWriter(
+            dest, pa.schema([pa.field(n, _ARROW_TYPES[k], nullable=False) for n, k, _ in targets])
+        )
+        wanted = {source: kind for _, kind, source in targets}
+        with open_reader(
+            fmt,
+            src,
+            wanted,
+            max_columns=limits.max_columns,
+            max_field_chars=limits.max_field_chars,
+        ) as reader:
+            found = reader.columns
+            if reader.header_known:
+                _check_missing_columns(task, targets, reader.columns, fmt)
+            if reader.total_rows is not None and reader.total_rows > limits.max_rows:
+                raise IngestFailure(
+                    f"the file has {reader.total_rows} rows; at most {limits.max_rows} are allowed"
+                )
+            for where, values in reader:
+                found = reader.columns
+                stats.rows_read += 1
+                if stats.rows_read > limits.max_rows:
+                    raise IngestFailure(f"the file has more than {limits.max_rows} rows")
+                row: dict[str, Any] = {}
+                missing = []
+                for name, kind, source in targets:
+                    value = _READ[kind](values.get(source), where, source, limits.max_field_chars)
+                    if value is None:
+                        missing.append(source)
+                    else:
+                        row[name] = value
+                if missing:
+                    stats.drop(missing)
+                    continue
+                stats.keep(row["text"], row.get("text_pair"), row.get("label", row.get("labels")))
+                writer.add(row)
+            found = reader.columns
+        _check_result(task, targets, found, fmt, stats)
+        writer.commit(dest)
+    except (IngestFailure, UnicodeDecodeError) as exc:
+        if writer is not None:
+            writer.abort()
+        if isinstance(exc, UnicodeDecodeError):
+            with src.open("rb") as f:
+                bad = first_invalid_utf8(f)
+            message = utf8_message(*bad) if bad else f"the file is not valid UTF-8: {exc}"
+        else:
+            message = str(exc)
+        report = stats.report(
+            fmt=fmt,
+            columns=found[: limits.max_columns],
+            mapped=sources,
+            min_examples=limits.min_examples_per_class,
+            errors=[message],
+        )
+        raise DatasetInvalid(message, details=report.model_dump()) from None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return stats.report(
+        fmt=fmt,
+        columns=found,
+        mapped=sources,
+        min_examples=limits.min_examples_per_class,
+        errors=[],
+    )
+
+
+def _check_missing_columns(
+    task: str, targets: list[tuple[str, str, str]], found: list[str], fmt: str
+) -> None:
+    missing = [(name, source) for name, _, source in targets if source not in found]
+    if not missing:
+        return
+    what = ", ".join(f"{source!r} (for {name})" for name, source in missing)
+    shown = ", ".join(repr(c) for c in found[:50]) + (" ..." if len(found) > 50 else "")
+    hint = ""
+    if fmt == "csv" and len(found) == 1 and any(sep in found[0] for sep in ";\t"):
+        hint = " (only comma-separated CSV is supported)"
+    elif fmt == "csv" and found and found[0].lstrip().startswith("{"):
+        hint = " (this looks like JSON Lines; name it .jsonl)"
+    raise IngestFailure(
+        f"required column {what} not found for task {task}; columns found: {shown or 'none'}"
+        f"{hint}; map your columns with the column mapping"
+    )
+
+
+def _check_result(
+    task: str,
+    targets: list[tuple[str, str, str]],
+    found: list[str],
+    fmt: str,
+    stats: StatsCollector,
+) -> None:
+    if stats.rows_read == 0:
+        only_header = " (only a header)" if fmt == "csv" and found else ""
+        raise IngestFailure(f"the file has no data rows{only_header}")
+    _check_missing_columns(task, targets, found, fmt)
+    if stats.rows == 0:
+        per_column = ", ".join(f"{k}: {v}" for k, v in stats.empty_or_missing.items())
+        raise IngestFailure(
+            f"no usable rows: all {stats.rows_read} rows miss a required value ({per_column})"
+        )
+    labels = list(stats.label_counts)
+    if task == "text-multilabel" and len(labels) < 2:
+        raise IngestFailure(
+            f"text-multilabel needs at least 2 distinct labels; found {len(labels)}: {labels}"
+        )
+    if stats.labelled and task != "text-multilabel" and len(labels) < 2:
+        raise IngestFailure(
+            f"only one class ({labels[0]!r}) found; a classification task needs at least 2"
+        )
+
+
+def _read_text(value: Any, where: str, column: str, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise IngestFailure(f"{where}: {column!r} must be a string, got {json_type(value)}")
+    if len(value) > max_chars:
+        raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
+    return value if value.strip() else None
+
+
+def _read_label(value: Any, where: str, column: str, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+        raise IngestFailure(
+            f"{where}: {column!r} is the number {value}; labels must be strings or integers"
+        )
+    if isinstance(value, str):
+        if len(value) > max_chars:
+            raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
+        return value.strip() or None
+    hint = " (for several labels a row use the task text-multilabel)" if value else ""
+    raise IngestFailure(
+        f"{where}: {column!r} must be a string or an integer, got {json_type(value)}{hint}"
+    )
+
+
+def _read_labels(value: Any, where: str, column: str, max_chars: int) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        if len(value) > max_chars:
+            raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):
+                raise IngestFailure(f"{where}: {column!r} is not a valid JSON list") from None
+            if not isinstance(value, list):
+                raise IngestFailure(f"{where}: {column!r} is not a valid JSON list")
+        else:
+            value = [part for part in text.split("|") if part.strip()] or None
+    if isinstance(value, bool | int):
+        value = [value]
+    if value is None or isinstance(value, list | tuple):
+        if value is None:
+            return None
+        labels: dict[str, None] = {}
+        for item in value:
+            if isinstance(item, list | tuple | dict):
+                raise IngestFailure(
+                    f"{where}: {column!r} must be a list of strings; it holds {json_type(item)}"
+                )
+            label = _read_label(item, where, column, max_chars)
+            if label is not None:
+                labels[label] = None
+        return tuple(labels)
+    raise IngestFailure(
+        f"{where}: {column!r} must be a list of labels or a string 'a|b', got {json_type(value)}"
+    )
+
+
+_READ = {"text": _read_text, "label": _read_label, "labels": _read_labels}
+
+
+class _AtomicParquetWriter:
+    """Writes row batches to ``dest.parent/.tmp-<random>.parquet``; ``commit`` fsyncs it and
+    renames it onto ``dest``, ``abort`` removes it."""
+
+    def __init__(self, dest: Path, schema: pa.Schema) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.tmp = dest.parent / f".tmp-{secrets.token_hex(8)}.parquet"
+        self._file = self.tmp.open("xb")
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self._chars = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name, column in self._buffer.items():
+            value = row[name]
+            column.append(list(value) if isinstance(value, tuple) else value)
+        self._chars += len(row["text"]) + len(row.get("text_pair", ""))
+        if len(self._buffer["text"]) >= _FLUSH_ROWS or self._chars >= _FLUSH_CHARS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd")
+        if self._buffer["text"]:
+            try:
+                table = pa.Table.from_pydict(self._buffer, schema=self.schema)
+            except (pa.ArrowException, UnicodeEncodeError) as exc:
+                raise IngestFailure(f"a value cannot be stored as UTF-8 text: {exc}") from None
+            self._writer.write_table(table)
+        self._buffer = {name: [] for name in self.schema.names}
+        self._chars = 0
+
+    def commit(self, dest: Path) -> None:
+        self._flush()
+        assert self._writer is not None
+        self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.tmp, dest)
+        _fsync_dir(dest.parent)
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:
+            pass  # the file is being thrown away
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,168 @@
+"""Dataset logic: ingest a received upload, list, read, preview, delete."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.datasets.ingest import ColumnMapping, IngestLimits, ingest_file
+from app.datasets.orm import Dataset
+from app.datasets.upload import ReceivedUpload
+from app.db import new_id, utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.jobs.orm import Job
+from app.pagination import paginate
+from app.storage import Storage
+
+log = logging.getLogger(__name__)
+
+TASKS = ("text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text")
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+
+def safe_filename(name: str) -> str:
+    """Keep only the last path component and harmless characters (the name is metadata only)."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = re.sub(r"[^A-Za-z0-9._ -]", "_", base).strip(" .")
+    return base[:200] or "upload"
+
+
+def create_dataset(
+    session: Session,
+    *,
+    tenant_id: str,
+    upload: ReceivedUpload,
+    settings: Settings,
+    storage: Storage,
+) -> Dataset:
+    """Validate ``upload`` into canonical Parquet and register it; the upload file is removed."""
+    try:
+        fields = upload.fields
+        task = fields.get("task", "text-classification")
+        if task not in TASKS:
+            raise InvalidInput(
+                f"Unknown task {task!r}; one of: {', '.join(TASKS)}.",
+                details={"field": "task", "allowed": list(TASKS)},
+            )
+        columns = ColumnMapping(
+            text=fields.get("text_column") or "text",
+            label=fields.get("label_column") or "label",
+            text_pair=fields.get("text_pair_column") or "text_pair",
+        )
+        filename = safe_filename(upload.filename)
+        name = (fields.get("name") or filename).strip()[:200] or filename
+        dataset_id = new_id("ds")
+        relpath = storage.dataset_relpath(dataset_id)
+        dest = storage.path(relpath)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        limits = IngestLimits(
+            max_columns=settings.max_columns,
+            max_field_chars=settings.max_field_chars,
+            min_examples_per_class=settings.min_examples_per_class,
+        )
+        try:
+            report = ingest_file(
+                upload.path,
+                filename=filename,
+                task=task,  # type: ignore[arg-type]
+                columns=columns,
+                dest=dest,
+                limits=limits,
+                declared_format=fields.get("format") or None,
+            )
+        except BaseException:
+            _rmdir_quiet(dest.parent)
+            raise
+    finally:
+        upload.path.unlink(missing_ok=True)
+
+    dataset = Dataset(
+        id=dataset_id,
+        tenant_id=tenant_id,
+        name=name,
+        task=task,
+        status="ready",
+        format=report.format,
+        filename=filename,
+        size_bytes=upload.size,
+        sha256=upload.sha256,
+        num_rows=report.rows,
+        labels=sorted(report.label_counts),
+        column_mapping=columns.model_dump(),
+        report=report.model_dump(mode="json"),
+        storage_path=relpath,
+    )
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def _rmdir_quiet(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.tenant_id != tenant_id or dataset.deleted_at is not None:
+        raise NotFound(f"Dataset {dataset_id!r} not found.")
+    return dataset
+
+
+def list_datasets(
+    session: Session, *, tenant_id: str, cursor: str | None, limit: int
+) -> list[Dataset]:
+    stmt = select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.deleted_at.is_(None))
+    stmt = paginate(
+        stmt, created_col=Dataset.created_at, id_col=Dataset.id, cursor=cursor, limit=limit
+    )
+    return list(session.scalars(stmt))
+
+
+def preview(dataset: Dataset, *, storage: Storage, limit: int) -> tuple[list[str], list[dict]]:
+    parquet = pq.ParquetFile(storage.path(dataset.storage_path))
+    columns = parquet.schema_arrow.names
+    rows: list[dict] = []
+    for batch in parquet.iter_batches(batch_size=limit):
+        rows = batch.to_pylist()[:limit]
+        break
+    return columns, rows
+
+
+def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
+    """Mark the dataset deleted (409 while an unfinished job uses it); files go after commit."""
+    dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    active = session.scalar(
+        select(Job.id)
+        .where(
+            Job.status.in_(ACTIVE_JOB_STATUSES),
+            or_(Job.dataset_id == dataset.id, Job.validation_dataset_id == dataset.id),
+        )
+        .limit(1)
+    )
+    if active is not None:
+        raise Conflict(
+            f"Dataset {dataset_id!r} is used by job {active!r}, which has not finished; "
+            "cancel it or wait.",
+            code="dataset_in_use",
+            details={"job_id": active},
+        )
+    dataset.deleted_at = utcnow()
+    dataset.status = "deleted"
+    session.flush()
+    return dataset
+
+
+def remove_files(dataset: Dataset, *, storage: Storage) -> None:
+    try:
+        storage.remove(str(Path(dataset.storage_path).parent))
+    except OSError:
+        log.exception("could not remove files of dataset %s", dataset.id)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.db import get_sessionmaker
+from app.deps import SessionDep, SettingsDep, TenantDep
+from app.jobs import service
+from app.jobs.orm import TERMINAL_STATUSES, Job
+from app.jobs.schemas import (
+    JobCreate,
+    JobEventList,
+    JobEventRead,
+    JobList,
+    JobMetrics,
+    JobRead,
+    MetricPoint,
+)
+from app.pagination import encode_cursor
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=201, response_model=JobRead)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    tenant: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobRead:
+    """Submit a tuning job. It is `queued` at once; a worker picks it up.
+
+    Send an `Idempotency-Key` header to make retries safe: the same key and body return the
+    same job (200); the same key with another body is a 409."""
+    job, created = service.create_job(
+        session,
+        tenant_id=tenant.id,
+        body=body,
+        settings=settings,
+        idempotency_key=idempotency_key,
+    )
+    session.commit()  # the train task is sent after this commit
+    if not created:
+        response.status_code = 200
+    return JobRead.from_row(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    tenant: TenantDep,
+    session: SessionDep,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobList:
+    rows = service.list_jobs(
+        session, tenant_id=tenant.id, status=status, cursor=cursor, limit=limit
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return JobList(
+        data=[JobRead.from_row(r) for r in rows],
+        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+    )
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobRead:
+    return JobRead.from_row(service.get_job(session, tenant_id=tenant.id, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead)
+def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobRead:
+    """Cancel: a queued job at once; a running job stops at the next step boundary."""
+    job = service.cancel_job(session, tenant_id=tenant.id, job_id=job_id)
+    session.commit()
+    return JobRead.from_row(job)
+
+
+@router.get("/{job_id}/events", response_model=JobEventList)
+def list_events(
+    job_id: str,
+    request: Request,
+    tenant: TenantDep,
+    session: SessionDep,
+    after: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JobEventList | StreamingResponse:
+    """The job's event log, oldest first. Ask with `Accept: text/event-stream` for a live
+    Server-Sent Events stream that ends when the job does."""
+    job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(_event_stream(job.id, after), media_type="text/event-stream")
+    rows = service.list_events(session, job=job, after=after, limit=limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return JobEventList(
+        data=[JobEventRead.model_validate(r) for r in rows],
+        next_cursor=str(rows[-1].id) if more else None,
+    )
+
+
+async def _event_stream(job_id: str, after: int | None) -> AsyncIterator[str]:
+    last = after
+
+    def poll() -> tuple[list[JobEventRead], bool]:
+        with get_sessionmaker()() as s:
+            job = s.get(Job, job_id)
+            rows = service.list_events(s, job=job, after=last, limit=500) if job else []
+            done = job is None or job.status in TERMINAL_STATUSES
+            return [JobEventRead.model_validate(r) for r in rows], done
+
+    while True:
+        events, done = await run_in_threadpool(poll)
+        for ev in events:
+            last = ev.id
+            yield f"id: {ev.id}\nevent: {ev.kind}\ndata: {json.dumps(ev.model_dump(mode='json'))}\n\n"
+        if done and not events:
+            return
+        await asyncio.sleep(1.0)
+
+
+@router.get("/{job_id}/metrics", response_model=JobMetrics)
+def get_metrics(job_id: str, tenant: TenantDep, session: SessionDep) -> JobMetrics:
+    """The metric series: training loss points and one validation point per epoch."""
+    job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
+    rows = service.list_metrics(session, job=job)
+    return JobMetrics(job_id=job.id, series=[MetricPoint.model_validate(r) for r in rows])

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.jobs.orm import Job
+from app.jobs.strategies import Hyperparameters, StrategyConfig
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field(description="An id from GET /v1/base-models.")
+    dataset_id: str = Field(description="A ready dataset of a trainable task.")
+    validation_dataset_id: str | None = Field(
+        None,
+        description="Optional dataset of the same task used for validation; without it a "
+        "stratified, seeded share of the dataset is held out.",
+    )
+    strategy: StrategyConfig = Field(description="The transfer-learning strategy, by name.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class Progress(BaseModel):
+    epoch: float = 0
+    step: int = 0
+    total_steps: int | None = None
+    percent: float = 0.0
+    eta_seconds: float | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobRead(BaseModel):
+    id: str
+    status: str
+    base_model: str
+    task: str
+    dataset_id: str
+    validation_dataset_id: str | None
+    strategy: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    progress: Progress
+    metrics: dict[str, Any]
+    model_id: str | None
+    error: JobError | None
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, job: Job) -> JobRead:
+        error = (
+            JobError(code=job.error_code, message=job.error_message or "")
+            if job.error_code
+            else None
+        )
+        return cls(
+            id=job.id,
+            status=job.status,
+            base_model=job.base_model,
+            task=job.task,
+            dataset_id=job.dataset_id,
+            validation_dataset_id=job.validation_dataset_id,
+            strategy=job.strategy,
+            hyperparameters=job.hyperparameters,
+            progress=Progress.model_validate(job.progress or {}),
+            metrics=job.metrics or {},
+            model_id=job.model_id,
+            error=error,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            cancel_requested=job.cancel_requested,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobList(BaseModel):
+    data: list[JobRead]
+    next_cursor: str | None = None
+
+
+class JobEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+    created_at: datetime
+
+
+class JobEventList(BaseModel):
+    data: list[JobEventRead]
+    next_cursor: str | None = Field(
+        None, description="Pass as `after` to get the next page (events are oldest first)."
+    )
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    split: str
+    epoch: float
+    step: int
+    values: dict[str, float]
+    created_at: datetime
+
+
+class JobMetrics(BaseModel):
+    job_id: str
+    series: list[MetricPoint]

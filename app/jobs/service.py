@@ -1,0 +1,222 @@
+"""Job records: submit (validated against dataset and base model), read, cancel, events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.base_models.registry import get_base_model
+from app.config import Settings
+from app.datasets.orm import Dataset
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
+from app.jobs.schemas import JobCreate
+from app.pagination import paginate
+from app.tasks import TRAIN_TASK, broker_ping, enqueue_after_commit
+
+
+def add_event(
+    session: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None
+) -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message, data=data))
+
+
+def _fingerprint(body: JobCreate) -> str:
+    return hashlib.sha256(
+        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+
+
+def _dataset_for_job(
+    session: Session, *, tenant_id: str, dataset_id: str, field: str
+) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None or ds.tenant_id != tenant_id or ds.deleted_at is not None:
+        raise NotFound(f"Dataset {dataset_id!r} not found.", details={"field": field})
+    if ds.status != "ready":
+        raise InvalidInput(
+            f"Dataset {dataset_id!r} is {ds.status}, not ready.", details={"field": field}
+        )
+    return ds
+
+
+def validate_submission(
+    session: Session, *, tenant_id: str, body: JobCreate, settings: Settings
+) -> Dataset:
+    base = get_base_model(settings, body.base_model)
+    if base is None:
+        raise InvalidInput(
+            f"Unknown base model {body.base_model!r}; see GET /v1/base-models.",
+            details={"field": "base_model"},
+        )
+    dataset = _dataset_for_job(
+        session, tenant_id=tenant_id, dataset_id=body.dataset_id, field="dataset_id"
+    )
+    family = "image" if dataset.task.startswith("image") else "text"
+    if family not in base.task_families:
+        raise InvalidInput(
+            f"Base model {base.id!r} is a {'/'.join(base.task_families)} model; dataset "
+            f"{dataset.id!r} is {dataset.task}.",
+            details={"field": "base_model"},
+        )
+    strategy = body.strategy
+    if dataset.task not in strategy.supported_tasks:
+        raise InvalidInput(
+            f"Strategy {strategy.name!r} cannot train on a {dataset.task!r} dataset; it needs "
+            f"one of: {', '.join(sorted(strategy.supported_tasks))}.",
+            details={"field": "dataset_id"},
+        )
+    if len(dataset.labels) < 2:
+        raise InvalidInput(
+            "The dataset needs at least two labels.", details={"field": "dataset_id"}
+        )
+    if body.validation_dataset_id is not None:
+        val = _dataset_for_job(
+            session,
+            tenant_id=tenant_id,
+            dataset_id=body.validation_dataset_id,
+            field="validation_dataset_id",
+        )
+        if val.task != dataset.task:
+            raise InvalidInput(
+                f"The validation dataset is {val.task!r}; the dataset is {dataset.task!r}.",
+                details={"field": "validation_dataset_id"},
+            )
+        unknown = sorted(set(val.labels) - set(dataset.labels))
+        if unknown:
+            raise InvalidInput(
+                f"The validation dataset has labels the training data lacks: {unknown[:10]}.",
+                details={"field": "validation_dataset_id", "labels": unknown[:100]},
+            )
+    return dataset
+
+
+def create_job(
+    session: Session,
+    *,
+    tenant_id: str,
+    body: JobCreate,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """Create a queued job and send ``train(job_id)`` after commit. Returns (job, created)."""
+    fingerprint = _fingerprint(body)
+    if idempotency_key:
+        existing = session.scalar(
+            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+    dataset = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
+    if not broker_ping():
+        raise ServiceUnavailable(
+            "The job queue (Redis) is unavailable; the job was not created. Try again shortly.",
+            code="queue_unavailable",
+        )
+    job = Job(
+        tenant_id=tenant_id,
+        status="queued",
+        base_model=body.base_model,
+        task=dataset.task,
+        dataset_id=dataset.id,
+        validation_dataset_id=body.validation_dataset_id,
+        strategy=body.strategy.model_dump(mode="json"),
+        hyperparameters=body.hyperparameters.model_dump(mode="json"),
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        progress={},
+        metrics={},
+        attempt=0,
+        max_attempts=settings.max_attempts,
+    )
+    session.add(job)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # a concurrent retry with the same Idempotency-Key won the race
+        existing = session.scalar(
+            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
+        )
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint), False
+    add_event(session, job.id, "queued", "Job accepted and queued.")
+    enqueue_after_commit(session, TRAIN_TASK, [job.id])
+    return job, True
+
+
+def _replay(existing: Job, fingerprint: str) -> Job:
+    if existing.request_fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was used with a different request body.",
+            code="idempotency_key_reused",
+            details={"job_id": existing.id},
+        )
+    return existing
+
+
+def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant_id:
+        raise NotFound(f"Job {job_id!r} not found.")
+    return job
+
+
+def list_jobs(
+    session: Session, *, tenant_id: str, status: str | None, cursor: str | None, limit: int
+) -> list[Job]:
+    stmt = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    stmt = paginate(stmt, created_col=Job.created_at, id_col=Job.id, cursor=cursor, limit=limit)
+    return list(session.scalars(stmt))
+
+
+def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    """Queued: cancelled at once. Running: a flag the training loop checks every step."""
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    now = utcnow()
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "queued")
+        .values(status="cancelled", finished_at=now, cancel_requested=True, updated_at=now)
+    )
+    if done.rowcount:  # type: ignore[attr-defined]
+        add_event(session, job.id, "cancelled", "Cancelled before it started.")
+    else:
+        running = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "running", Job.cancel_requested.is_(False))
+            .values(cancel_requested=True, updated_at=now)
+        )
+        if running.rowcount:  # type: ignore[attr-defined]
+            add_event(session, job.id, "cancel_requested", "Cancel requested; stopping.")
+    session.flush()
+    session.refresh(job)
+    if job.status in TERMINAL_STATUSES and job.status != "cancelled":
+        raise Conflict(
+            f"Job {job.id!r} already {job.status}; it cannot be cancelled.",
+            code="job_finished",
+        )
+    return job
+
+
+def list_events(
+    session: Session, *, job: Job, after: int | None, limit: int
+) -> list[JobEvent]:
+    stmt = select(JobEvent).where(JobEvent.job_id == job.id)
+    if after is not None:
+        stmt = stmt.where(JobEvent.id > after)
+    return list(session.scalars(stmt.order_by(JobEvent.id).limit(limit + 1)))
+
+
+def list_metrics(session: Session, *, job: Job) -> list[JobMetric]:
+    stmt = select(JobMetric).where(JobMetric.job_id == job.id).order_by(JobMetric.id)
+    return list(session.scalars(stmt))

@@ -1,0 +1,45 @@
+"""Keyset pagination: ``{"data": [...], "next_cursor": null | "..."}`` ordered newest first."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.errors import InvalidInput
+
+T = TypeVar("T", bound=tuple[Any, ...])
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), str(row_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
+
+
+def paginate(
+    stmt: Select[T],
+    *,
+    created_col: InstrumentedAttribute[datetime],
+    id_col: InstrumentedAttribute[str],
+    cursor: str | None,
+    limit: int,
+) -> Select[T]:
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(created_col < created, and_(created_col == created, id_col < row_id))
+        )
+    return stmt.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)

@@ -1,0 +1,51 @@
+"""Where artifacts live under the data directory. Paths in the database are relative."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from app.config import Settings
+
+
+class Storage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Storage:
+        return cls(settings.artifacts_dir)
+
+    def path(self, relative: str) -> Path:
+        full = (self.root / relative).resolve()
+        if self.root not in full.parents and full != self.root:
+            raise ValueError(f"path escapes the artifact store: {relative!r}")
+        return full
+
+    def dataset_relpath(self, dataset_id: str) -> str:
+        return f"datasets/{dataset_id}/data.parquet"
+
+    def model_relpath(self, model_id: str) -> str:
+        return f"models/{model_id}"
+
+    def uploads_dir(self) -> Path:
+        d = self.root / "tmp" / "uploads"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def new_upload_path(self) -> Path:
+        return self.uploads_dir() / f"{uuid.uuid4().hex}.upload"
+
+    def remove(self, relative: str) -> None:
+        """Remove a file or directory; rename first so a reader never sees half of it."""
+        target = self.path(relative)
+        if not target.exists():
+            return
+        doomed = target.with_name(f".deleting-{uuid.uuid4().hex}-{target.name}")
+        os.replace(target, doomed)
+        if doomed.is_dir():
+            shutil.rmtree(doomed, ignore_errors=True)
+        else:
+            doomed.unlink(missing_ok=True)

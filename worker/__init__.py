@@ -1,0 +1,1 @@
+"""Celery worker side of tuneserve: everything that touches torch."""

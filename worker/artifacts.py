@@ -1,0 +1,109 @@
+"""Writing a trained model as a self-describing artifact directory, atomically.
+
+Layout (``manifest.json`` beside safetensors weights and the tokenizer files):
+
+- ``kind: full`` -- the whole ``AutoModelForSequenceClassification`` (``save_pretrained``,
+  safetensors, ``id2label``/``label2id``/``problem_type`` in ``config.json``): plain
+  ``AutoModelForSequenceClassification.from_pretrained(dir)`` loads it.
+- ``kind: head`` -- only ``head.safetensors`` (``weight``, ``bias`` of the linear head); the
+  manifest's ``head`` entry says how to pool, ``base_model`` names the frozen base (id, path).
+
+The directory is built as ``.tmp-*`` beside ``dest`` and renamed into place; on any error the
+temporary directory is removed, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from worker.training.loop import TrainedModel
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+HEAD_WEIGHTS = "head.safetensors"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+    }
+
+
+def _save_weights(trained: TrainedModel, directory: Path) -> dict[str, Any]:
+    """Write weights + tokenizer; return the manifest entries this kind adds."""
+    trained.tokenizer.save_pretrained(directory)
+    if trained.kind == "full":
+        trained.model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
+        return {}
+    head_state = {key: value.detach().cpu().contiguous() for key, value in
+                  trained.model.state_dict().items()}
+    save_file(head_state, str(directory / HEAD_WEIGHTS), metadata={"format": "pt"})
+    weight = head_state["weight"]
+    return {
+        "head": {
+            "file": HEAD_WEIGHTS,
+            "type": "linear",
+            "pooling": trained.pooling,
+            "in_features": int(weight.shape[1]),
+            "out_features": int(weight.shape[0]),
+        }
+    }
+
+
+def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any]) -> Path:
+    """Write ``trained`` to ``dest`` (which must not exist) and return ``dest``.
+
+    ``manifest`` is the caller's description (task, labels, base_model {id, path}, strategy,
+    hyperparameters, metrics, ...); this adds ``format_version``, ``kind``, ``max_length``,
+    ``files`` (sha256 of every other file) and, for heads, ``head``. ``task`` and ``labels``
+    come from ``trained``; ``base_model.path`` defaults to the directory it trained from.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"artifact destination already exists: {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
+    try:
+        extra = _save_weights(trained, tmp)
+        base_model = dict(manifest.get("base_model") or {})
+        base_model.setdefault("path", str(trained.base_model_dir))
+        full_manifest = {
+            **manifest,
+            "format_version": FORMAT_VERSION,
+            "kind": trained.kind,
+            "task": trained.task,
+            "labels": list(trained.label_names),
+            "base_model": base_model,
+            "max_length": trained.max_length,
+            **extra,
+            "files": _file_hashes(tmp),
+        }
+        full_manifest.setdefault("strategy", trained.strategy)
+        full_manifest.setdefault("metrics", trained.metrics)
+        (tmp / MANIFEST_NAME).write_text(
+            json.dumps(full_manifest, indent=2, sort_keys=True), encoding="utf-8"
+        )
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -1,0 +1,169 @@
+"""Every database write a training worker makes for a job, each fenced by its lease token.
+
+A claim is one conditional UPDATE (``queued → running``) that also sets a fresh lease token;
+every later write carries ``WHERE lease_token = :token AND status = 'running'``. A write that
+matches no row means the lease is lost (the job was reaped, cancelled or finished elsewhere):
+the caller stops at once and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.db import session_scope, utcnow
+from app.jobs.orm import Job, JobEvent, JobMetric
+from app.models.orm import Model
+
+
+class LeaseLost(Exception):
+    """The job's lease is no longer ours; stop and write nothing."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    token: str
+    attempt: int
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{uuid.getnode():x}"
+
+
+def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
+    """``queued → running`` for exactly one caller; None when someone else has it (or no job)."""
+    token = uuid.uuid4().hex
+    now = utcnow()
+    with session_scope() as s:
+        result = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+            .values(
+                status="running",
+                attempt=Job.attempt + 1,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                worker_id=worker_name(),
+                started_at=now,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        attempt = s.scalar(select(Job.attempt).where(Job.id == job_id)) or 1
+        s.add(JobEvent(job_id=job_id, kind="started", message=f"Attempt {attempt} started.",
+                       data={"attempt": attempt, "worker": worker_name()}))
+    return Claim(job_id=job_id, token=token, attempt=attempt)
+
+
+class JobStore:
+    """Fenced writes for one claimed job."""
+
+    def __init__(self, claim: Claim, *, lease_seconds: int) -> None:
+        self.claim = claim
+        self.lease_seconds = lease_seconds
+
+    def _fenced(self) -> Any:
+        return (
+            update(Job)
+            .where(
+                Job.id == self.claim.job_id,
+                Job.lease_token == self.claim.token,
+                Job.status == "running",
+            )
+        )
+
+    def renew_lease(self) -> None:
+        """Push the lease's expiry forward. Raises LeaseLost."""
+        now = utcnow()
+        with session_scope() as s:
+            res = s.execute(
+                self._fenced().values(
+                    lease_expires_at=now + timedelta(seconds=self.lease_seconds)
+                )
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(self.claim.job_id)
+
+    def cancel_requested(self) -> bool:
+        """Whether a cancel was asked for (a read, no write). Raises LeaseLost."""
+        with session_scope() as s:
+            row = s.execute(
+                select(Job.status, Job.lease_token, Job.cancel_requested).where(
+                    Job.id == self.claim.job_id
+                )
+            ).one_or_none()
+        if row is None or row.status != "running" or row.lease_token != self.claim.token:
+            raise LeaseLost(self.claim.job_id)
+        return bool(row.cancel_requested)
+
+    def write_progress(
+        self,
+        *,
+        progress: dict[str, Any],
+        metrics: dict[str, Any] | None = None,
+        points: list[tuple[str, float, int, dict[str, float]]] = (),  # type: ignore[assignment]
+        events: list[tuple[str, str, dict[str, Any] | None]] = (),  # type: ignore[assignment]
+    ) -> None:
+        values: dict[str, Any] = {"progress": progress, "updated_at": utcnow()}
+        if metrics is not None:
+            values["metrics"] = metrics
+        with session_scope() as s:
+            res = s.execute(self._fenced().values(**values))
+            if res.rowcount != 1:
+                raise LeaseLost(self.claim.job_id)
+            for split, epoch, step, vals in points:
+                s.add(JobMetric(job_id=self.claim.job_id, split=split, epoch=epoch, step=step,
+                                values=vals))
+            for kind, message, data in events:
+                s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
+
+    def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.write_progress_events([(kind, message, data)])
+
+    def write_progress_events(self, events: list[tuple[str, str, dict[str, Any] | None]]) -> None:
+        with session_scope() as s:
+            res = s.execute(self._fenced().values(updated_at=utcnow()))
+            if res.rowcount != 1:
+                raise LeaseLost(self.claim.job_id)
+            for kind, message, data in events:
+                s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
+
+    def succeed(self, *, model: Model, metrics: dict[str, Any], progress: dict[str, Any]) -> None:
+        """Register the model and finish the job in one transaction, or neither."""
+        now = utcnow()
+        with session_scope() as s:
+            res = s.execute(
+                self._fenced().values(
+                    status="succeeded", model_id=model.id, metrics=metrics, progress=progress,
+                    finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None,
+                )
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(self.claim.job_id)
+            s.add(model)
+            s.add(JobEvent(job_id=self.claim.job_id, kind="succeeded",
+                           message=f"Model {model.id} registered.",
+                           data={"model_id": model.id, "metrics": metrics}))
+
+    def finish(self, *, status: str, code: str | None, message: str,
+               data: dict[str, Any] | None = None) -> bool:
+        """End the job ``failed`` or ``cancelled``; False when the lease was already lost."""
+        now = utcnow()
+        with session_scope() as s:
+            res = s.execute(
+                self._fenced().values(
+                    status=status, error_code=code, error_message=message if code else None,
+                    finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None,
+                )
+            )
+            if res.rowcount != 1:
+                return False
+            s.add(JobEvent(job_id=self.claim.job_id, kind=status, message=message, data=data))
+        return True

@@ -1,0 +1,122 @@
+"""Training callbacks that report to the database: throttled progress, a heartbeat thread.
+
+The loop calls these every step; they touch no database on the hot path. A heartbeat thread
+renews the lease about every third of its length and reads the cancel flag each second; the
+step callback only checks the flags it set. Progress and metric points are written at most
+every ``progress_write_interval_s``, epoch ends always.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from worker.job_store import JobStore, LeaseLost
+from worker.training.callbacks import TrainingCancelled
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store: JobStore, *, lease_seconds: int, poll_seconds: float = 1.0) -> None:
+        super().__init__(name="tuneserve-heartbeat", daemon=True)
+        self.store = store
+        self.renew_every = max(1.0, lease_seconds / 3)
+        self.poll_seconds = poll_seconds
+        self.cancel_requested = threading.Event()
+        self.lease_lost = threading.Event()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        last_renewal = time.monotonic()
+        while not self._halt.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_renewal >= self.renew_every:
+                    self.store.renew_lease()
+                    last_renewal = now
+                if self.store.cancel_requested():
+                    self.cancel_requested.set()
+            except LeaseLost:
+                self.lease_lost.set()
+                return
+            except Exception:  # database briefly unreachable: retry until the lease ends
+                log.warning("heartbeat failed; retrying", exc_info=True)
+            self._halt.wait(self.poll_seconds)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+class DbCallbacks:
+    def __init__(self, store: JobStore, heartbeat: Heartbeat, *, interval_s: float) -> None:
+        self.store = store
+        self.heartbeat = heartbeat
+        self.interval_s = interval_s
+        self.total_steps = 0
+        self.epochs = 0
+        self.started = time.monotonic()
+        self.last_write = 0.0
+        self.latest: dict[str, Any] = {}
+        self.progress: dict[str, Any] = {}
+        self._points: list[tuple[str, float, int, dict[str, float]]] = []
+        self._events: list[tuple[str, str, dict[str, Any] | None]] = []
+
+    def _check(self) -> None:
+        if self.heartbeat.lease_lost.is_set():
+            raise LeaseLost(self.store.claim.job_id)
+        if self.heartbeat.cancel_requested.is_set():
+            raise TrainingCancelled("cancel requested")
+
+    def _flush(self) -> None:
+        self.store.write_progress(
+            progress=self.progress, metrics=dict(self.latest), points=self._points,
+            events=self._events,
+        )
+        self._points, self._events = [], []
+        self.last_write = time.monotonic()
+
+    def on_train_begin(self, *, total_steps: int, epochs: int) -> None:
+        self.total_steps, self.epochs = total_steps, epochs
+        self.started = time.monotonic()
+        self.progress = {"epoch": 0, "step": 0, "total_steps": total_steps, "percent": 0.0,
+                         "eta_seconds": None}
+        self._events.append(("training_started", f"{epochs} epochs, {total_steps} steps.",
+                             {"total_steps": total_steps, "epochs": epochs}))
+        self._flush()
+        self._check()
+
+    def on_step_end(self, *, epoch: int, step: int, total_steps: int, loss: float) -> None:
+        elapsed = time.monotonic() - self.started
+        steps_per_epoch = max(1, total_steps // max(1, self.epochs))
+        eta = elapsed / step * (total_steps - step) if step else None
+        self.progress = {
+            "epoch": round(epoch + (step - epoch * steps_per_epoch) / steps_per_epoch, 3),
+            "step": step, "total_steps": total_steps,
+            "percent": round(100.0 * step / max(1, total_steps), 2),
+            "eta_seconds": round(eta, 1) if eta is not None else None,
+        }
+        self.latest["train_loss"] = round(float(loss), 6)
+        if time.monotonic() - self.last_write >= self.interval_s:
+            self._points.append(("train", self.progress["epoch"], step, {"loss": float(loss)}))
+            self._flush()
+        self._check()
+
+    def on_epoch_end(self, *, epoch: int, step: int, total_steps: int,
+                     metrics: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in metrics.items()}
+        self.latest.update(clean)
+        self.latest["epoch"] = epoch + 1
+        self._points.append(("validation", float(epoch + 1), step, clean))
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(clean.items()))
+        self._events.append(("epoch_end", f"Epoch {epoch + 1}/{self.epochs}: {summary}",
+                             {"epoch": epoch + 1, "step": step, "metrics": clean}))
+        self._flush()
+        self._check()
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self._events.append((kind, message, data))
+        self._flush()
+        self._check()

@@ -1,0 +1,160 @@
+"""Run one tuning job: claim, load, train, write the artifact, register the model.
+
+``run(job_id)`` is what the ``train`` task calls. It does nothing unless it wins the claim, so
+a redelivered or duplicate message is a no-op. Every exception ends the job ``failed`` with a
+reason a user can read (the traceback goes to the worker log); a cancel ends it
+``cancelled``; a lost lease stops it without writing anything more.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from app.base_models.registry import get_base_model
+from app.config import get_settings
+from app.datasets.orm import Dataset
+from app.db import new_id, session_scope
+from app.jobs.orm import Job
+from app.jobs.strategies import Hyperparameters, StrategyConfig
+from app.models.orm import Model
+from app.storage import Storage
+from worker.job_store import Claim, JobStore, LeaseLost, claim
+from worker.progress import DbCallbacks, Heartbeat
+
+log = logging.getLogger(__name__)
+
+_strategy_adapter: TypeAdapter[Any] = TypeAdapter(StrategyConfig)
+
+
+class JobInputError(Exception):
+    """A problem with the job's inputs that the user can fix (shown as the failure reason)."""
+
+
+def run(job_id: str) -> str | None:
+    """Train ``job_id`` if this worker wins the claim. Returns the final status, or None."""
+    settings = get_settings()
+    won = claim(job_id, lease_seconds=settings.lease_seconds)
+    if won is None:
+        log.info("job %s: not claimable (already taken, finished or cancelled); no-op", job_id)
+        return None
+    store = JobStore(won, lease_seconds=settings.lease_seconds)
+    heartbeat = Heartbeat(store, lease_seconds=settings.lease_seconds)
+    heartbeat.start()
+    try:
+        return _run_claimed(won, store, heartbeat)
+    finally:
+        heartbeat.stop()
+
+
+def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | None:
+    import torch
+
+    from worker.training.callbacks import TrainingCancelled
+
+    settings = get_settings()
+    storage = Storage.from_settings(settings)
+    staging: Path | None = None
+    try:
+        job, train_ds, val_ds = _load_rows(won.job_id)
+        base = get_base_model(settings, job.base_model)
+        if base is None:
+            raise JobInputError(f"Base model {job.base_model!r} is no longer available.")
+        strategy = _strategy_adapter.validate_python(job.strategy)
+        hp = Hyperparameters.model_validate(job.hyperparameters)
+        label_names = sorted(train_ds.labels)
+        train, validation = _examples(job, train_ds, val_ds, storage, label_names, hp)
+
+        from worker.training.loop import train_model
+
+        callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)
+        trained = train_model(
+            base_model_dir=base.path, task=job.task, label_names=label_names, train=train,
+            validation=validation, strategy=strategy, hp=hp, callbacks=callbacks,
+        )
+        metrics = dict(callbacks.latest)
+        metrics.update({k: v for k, v in trained.metrics.items() if isinstance(v, (int, float))})
+
+        from worker.artifacts import write_artifact
+
+        model_id = new_id("mdl")
+        relpath = storage.model_relpath(model_id)
+        staging = storage.path(relpath)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        write_artifact(trained, staging, manifest={
+            "model_id": model_id, "job_id": job.id, "task": job.task, "labels": label_names,
+            "base_model": {"id": base.id, "path": str(base.path)},
+            "strategy": job.strategy, "hyperparameters": job.hyperparameters,
+            "metrics": metrics,
+        })
+        size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
+        model = Model(
+            id=model_id, tenant_id=job.tenant_id, job_id=job.id, base_model=base.id,
+            task=job.task, strategy=str(job.strategy["name"]), labels=label_names,
+            metrics=metrics, storage_path=relpath, size_bytes=size,
+        )
+        progress = {**callbacks.progress, "percent": 100.0, "eta_seconds": 0.0}
+        store.succeed(model=model, metrics=metrics, progress=progress)
+        staging = None  # registered: it is the model now
+        log.info("job %s succeeded: model %s %s", job.id, model_id, metrics)
+        return "succeeded"
+    except TrainingCancelled:
+        store.finish(status="cancelled", code=None, message="Cancelled while running.")
+        log.info("job %s cancelled", won.job_id)
+        return "cancelled"
+    except LeaseLost:
+        log.warning("job %s: lease lost; stopped without further writes", won.job_id)
+        return None
+    except torch.OutOfMemoryError:
+        log.exception("job %s ran out of memory", won.job_id)
+        _fail(store, "out_of_memory", "The accelerator ran out of memory. Try a smaller "
+              "batch_size or max_length, or a lighter strategy (lora, linear_probe).")
+        return "failed"
+    except JobInputError as exc:
+        _fail(store, "invalid_job", str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("job %s failed", won.job_id)
+        _fail(store, "training_error", f"{type(exc).__name__}: {exc}"[:2000])
+        return "failed"
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fail(store: JobStore, code: str, message: str) -> None:
+    if not store.finish(status="failed", code=code, message=message):
+        log.warning("job %s: could not record failure, lease lost", store.claim.job_id)
+
+
+def _load_rows(job_id: str) -> tuple[Job, Dataset, Dataset | None]:
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        train_ds = s.get(Dataset, job.dataset_id)
+        val_ds = s.get(Dataset, job.validation_dataset_id) if job.validation_dataset_id else None
+        if train_ds is None or train_ds.deleted_at is not None:
+            raise JobInputError(f"Dataset {job.dataset_id!r} was deleted.")
+        if job.validation_dataset_id and (val_ds is None or val_ds.deleted_at is not None):
+            raise JobInputError(f"Validation dataset {job.validation_dataset_id!r} was deleted.")
+        s.expunge_all()
+        return job, train_ds, val_ds
+
+
+def _examples(job: Job, train_ds: Dataset, val_ds: Dataset | None, storage: Storage,
+              label_names: list[str], hp: Hyperparameters) -> tuple[Any, Any]:
+    from worker.data_loading import read_examples, split
+
+    full = read_examples(storage.path(train_ds.storage_path), task=job.task,
+                         label_names=label_names)
+    if val_ds is not None:
+        validation = read_examples(storage.path(val_ds.storage_path), task=job.task,
+                                   label_names=label_names)
+        return full, validation
+    if len(full.texts) < 4:
+        raise JobInputError("The dataset is too small to split off a validation set.")
+    return split(full, fraction=hp.validation_fraction, seed=hp.seed, task=job.task)

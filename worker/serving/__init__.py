@@ -1,0 +1,1 @@
+"""Serving: load a trained artifact and predict."""

@@ -1,0 +1,188 @@
+"""Loading an artifact directory for inference and predicting labels with scores.
+
+``load_predictor`` checks every file against the sha256 in ``manifest.json`` before anything
+is loaded, reads weights from safetensors only and never runs remote code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+from worker.artifacts import MANIFEST_NAME, sha256_file
+from worker.training.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
+from worker.training.device import autocast, select_device
+from worker.training.metrics import MULTILABEL_THRESHOLD
+from worker.training.pooling import PoolingMode, pool
+
+PredictInputs = list[str] | list[tuple[str, str]] | list[list[str]]
+
+
+class ArtifactError(ValueError):
+    """The artifact directory is incomplete, altered or unreadable."""
+
+
+class ProbeClassifier(nn.Module):
+    """A frozen backbone, a pooling mode and a linear head: logits like a full model."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, pooling: PoolingMode) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.pooling = pooling
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        outputs = self.backbone(**inputs)
+        logits: torch.Tensor = self.head(pool(outputs, inputs["attention_mask"], self.pooling))
+        return logits
+
+
+class Predictor:
+    """A loaded model: ``predict`` maps inputs to labels and scores."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        tokenizer: Any,
+        task: str,
+        labels: list[str],
+        max_length: int,
+        device: torch.device,
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.task = task
+        self.labels = labels
+        self.max_length = max_length
+        self.device = device
+        self.batch_size = batch_size
+        tensors = [*model.parameters(), *model.buffers()]
+        #: approximate memory of the loaded weights, for the cache's budget
+        self.nbytes: int = sum(t.numel() * t.element_size() for t in tensors)
+
+    def _encode(self, batch: Sequence[Any]) -> dict[str, torch.Tensor]:
+        if self.task == PAIR_TASK:
+            if not all(not isinstance(item, str) and len(item) == 2 for item in batch):
+                raise ValueError("text-pair-classification takes [text, text_pair] inputs")
+            firsts, seconds = [str(a) for a, _ in batch], [str(b) for _, b in batch]
+        else:
+            if not all(isinstance(item, str) for item in batch):
+                raise ValueError(f"task {self.task} takes plain text inputs")
+            firsts, seconds = list(batch), None
+        encoded = self.tokenizer(
+            firsts,
+            seconds,
+            truncation=True,
+            max_length=self.max_length,
+            padding="longest",
+            return_tensors="pt",
+        )
+        return move_batch(dict(encoded), self.device)
+
+    def predict(self, inputs: PredictInputs, top_k: int = 1) -> list[dict[str, Any]]:
+        """One dict per input: ``label``, ``score``, ``top_k`` (best first); multilabel adds
+        ``labels`` (every label whose sigmoid score reaches 0.5)."""
+        multilabel = self.task == MULTILABEL_TASK
+        k = max(1, min(top_k, len(self.labels)))
+        results: list[dict[str, Any]] = []
+        with torch.inference_mode(), autocast(self.device):
+            for start in range(0, len(inputs), self.batch_size):
+                outputs = self.model(**self._encode(inputs[start : start + self.batch_size]))
+                logits = outputs if isinstance(outputs, torch.Tensor) else outputs.logits
+                logits = logits.float().cpu()
+                scores = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+                for row in scores:
+                    best = torch.topk(row, k)
+                    ranked = [
+                        {"label": self.labels[int(i)], "score": float(s)}
+                        for s, i in zip(best.values, best.indices, strict=True)
+                    ]
+                    result: dict[str, Any] = {**ranked[0], "top_k": ranked}
+                    if multilabel:
+                        result["labels"] = [
+                            self.labels[i]
+                            for i, score in enumerate(row.tolist())
+                            if score >= MULTILABEL_THRESHOLD
+                        ]
+                    results.append(result)
+        return results
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The manifest, after checking every listed file's sha256."""
+    manifest_path = model_dir / MANIFEST_NAME
+    try:
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"cannot read {manifest_path}: {error}") from error
+    if manifest.get("format_version") != 1 or manifest.get("kind") not in {"full", "head"}:
+        raise ArtifactError(f"{manifest_path}: unsupported format_version or kind")
+    root = model_dir.resolve()
+    for relative, expected in manifest.get("files", {}).items():
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise ArtifactError(f"artifact file {relative!r} is missing from {model_dir}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactError(
+                f"artifact file {relative!r} in {model_dir} fails its sha256 check "
+                f"(manifest {expected[:12]}..., file {actual[:12]}...): refusing to load"
+            )
+    return manifest
+
+
+def _base_dir(manifest: dict[str, Any], resolve_base: Callable[[str], Path | None] | None) -> Path:
+    base = manifest.get("base_model") or {}
+    resolved = resolve_base(base["id"]) if resolve_base and base.get("id") else None
+    if resolved is None and base.get("path"):
+        resolved = Path(base["path"])
+    if resolved is None or not Path(resolved).is_dir():
+        raise ArtifactError(f"base model {base.get('id')!r} of this head is not available")
+    return Path(resolved)
+
+
+def load_predictor(
+    model_dir: Path,
+    *,
+    resolve_base: Callable[[str], Path | None] | None = None,
+    device: torch.device | None = None,
+) -> Predictor:
+    """Load an artifact written by :func:`worker.artifacts.write_artifact`."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    device = select_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model: nn.Module
+    if manifest["kind"] == "full":
+        full = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, dtype=torch.float32
+        )
+        config, model = full.config, full
+    else:
+        spec = manifest["head"]
+        backbone = AutoModel.from_pretrained(
+            _base_dir(manifest, resolve_base), use_safetensors=True, dtype=torch.float32
+        )
+        if getattr(backbone.config, "hidden_size", None) != int(spec["in_features"]):
+            raise ArtifactError("the base model's hidden size does not match the head")
+        head = nn.Linear(int(spec["in_features"]), int(spec["out_features"]))
+        head.load_state_dict(load_file(str(model_dir / spec["file"])))
+        config, model = backbone.config, ProbeClassifier(backbone, head, spec["pooling"])
+    model.to(device)
+    return Predictor(
+        model=model,
+        tokenizer=tokenizer,
+        task=manifest["task"],
+        labels=list(manifest["labels"]),
+        max_length=effective_max_length(tokenizer, int(manifest["max_length"]), config),
+        device=device,
+    )

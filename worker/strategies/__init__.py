@@ -1,0 +1,1 @@
+"""Strategy implementations, registered by name (see ``registry``)."""

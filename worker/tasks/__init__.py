@@ -1,0 +1,1 @@
+"""Thin Celery tasks: each calls one implementation function, imported when it runs."""

@@ -1,0 +1,1 @@
+"""Training: data, the loop, callbacks, metrics, device and pooling helpers."""

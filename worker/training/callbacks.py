@@ -1,0 +1,50 @@
+"""How the training loop reports progress and how a caller stops it.
+
+The runner implements :class:`TrainingCallbacks` (progress, metrics, heartbeat, cancel);
+:class:`NullCallbacks` is the no-op double used by tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class TrainingCancelled(Exception):
+    """Raised by a callback to stop training at a step boundary; propagates out of the loop."""
+
+
+class TrainingCallbacks(Protocol):
+    def on_train_begin(self, *, total_steps: int, epochs: int) -> None: ...
+
+    def on_step_end(self, *, epoch: int, step: int, total_steps: int, loss: float) -> None:
+        """Called after every optimisation step (``step`` counts from 1 over the whole run).
+
+        May raise :class:`TrainingCancelled`.
+        """
+        ...
+
+    def on_epoch_end(
+        self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
+    ) -> None: ...
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """Something worth recording happened (e.g. ``features_cached``)."""
+        ...
+
+
+class NullCallbacks:
+    """Does nothing; satisfies :class:`TrainingCallbacks`."""
+
+    def on_train_begin(self, *, total_steps: int, epochs: int) -> None:
+        return None
+
+    def on_step_end(self, *, epoch: int, step: int, total_steps: int, loss: float) -> None:
+        return None
+
+    def on_epoch_end(
+        self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
+    ) -> None:
+        return None
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        return None

@@ -1,0 +1,178 @@
+"""The training loop: ``train_model`` sets up, a strategy prepares, ``fit`` trains.
+
+``fit`` is the one loop every strategy runs, readable top to bottom: per epoch, per batch,
+forward under autocast, loss, backward, clip, step, schedule, ``on_step_end``; after each
+epoch, validation metrics and ``on_epoch_end``. A callback may raise ``TrainingCancelled``;
+CUDA out-of-memory errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer
+
+from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from worker.training.callbacks import TrainingCallbacks
+from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
+from worker.training.device import autocast, seed_everything, select_device
+from worker.training.metrics import loss_fn, validation_metrics
+
+ArtifactKind = Literal["full", "head"]
+#: maps whatever a loader yields as inputs (a dict of tensors, a feature tensor) to logits
+Forward = Callable[[Any], torch.Tensor]
+
+
+@dataclass
+class TrainingSetup:
+    """Everything a strategy needs, resolved once by :func:`train_model`."""
+
+    base_model_dir: Path
+    task: str
+    label_names: list[str]
+    train: Examples
+    validation: Examples
+    hp: Hyperparameters
+    callbacks: TrainingCallbacks
+    device: torch.device
+    tokenizer: Any
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == MULTILABEL_TASK
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+@dataclass
+class TrainedModel:
+    """What the artifact writer needs, plus the final metrics."""
+
+    kind: ArtifactKind
+    #: ``full``: the AutoModelForSequenceClassification; ``head``: the nn.Linear head
+    model: nn.Module
+    tokenizer: Any
+    task: str
+    label_names: list[str]
+    base_model_dir: Path
+    strategy: str
+    #: truncation length used in training (already capped by tokenizer and model)
+    max_length: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    #: ``head`` only: how token states were pooled into the head's input
+    pooling: str | None = None
+
+
+def train_model(
+    *,
+    base_model_dir: Path,
+    task: str,
+    label_names: list[str],
+    train: Examples,
+    validation: Examples,
+    strategy: FullStrategy | LinearProbeStrategy,
+    hp: Hyperparameters,
+    callbacks: TrainingCallbacks,
+    device: torch.device | None = None,
+) -> TrainedModel:
+    """Fine-tune the base model in ``base_model_dir`` with ``strategy``; see the module doc."""
+    # imported here: strategy modules import this module for ``fit`` and the dataclasses
+    from worker.strategies.registry import get_strategy
+
+    if task not in strategy.supported_tasks:
+        raise ValueError(f"strategy {strategy.name!r} does not support task {task!r}")
+    if len(label_names) < 2 and task != MULTILABEL_TASK:
+        raise ValueError("a classification task needs at least two labels")
+    validate_examples(train, task=task, num_labels=len(label_names), split="train")
+    validate_examples(validation, task=task, num_labels=len(label_names), split="validation")
+    if len(train) == 0:
+        raise ValueError("the training split is empty")
+    seed_everything(hp.seed)
+    setup = TrainingSetup(
+        base_model_dir=Path(base_model_dir),
+        task=task,
+        label_names=list(label_names),
+        train=train,
+        validation=validation,
+        hp=hp,
+        callbacks=callbacks,
+        device=select_device(device),
+        tokenizer=AutoTokenizer.from_pretrained(base_model_dir),
+    )
+    return get_strategy(strategy.name).train(setup, strategy)
+
+
+def evaluate(
+    forward: Forward,
+    model: nn.Module,
+    loader: DataLoader[Any],
+    *,
+    multilabel: bool,
+    device: torch.device,
+) -> dict[str, float]:
+    """Validation metrics over ``loader`` (eval mode, inference mode)."""
+    model.eval()
+    all_logits: list[torch.Tensor] = []
+    all_labels: list[torch.Tensor] = []
+    with torch.inference_mode(), autocast(device):
+        for inputs, labels in loader:
+            all_logits.append(forward(inputs).float().cpu())
+            all_labels.append(labels)
+    if not all_labels:
+        return {}
+    return validation_metrics(torch.cat(all_logits), torch.cat(all_labels), multilabel=multilabel)
+
+
+def fit(
+    *,
+    model: nn.Module,
+    forward: Forward,
+    train_loader: DataLoader[Any],
+    val_loader: DataLoader[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    epochs: int,
+    max_grad_norm: float | None,
+    multilabel: bool,
+    callbacks: TrainingCallbacks,
+    device: torch.device,
+) -> list[dict[str, float]]:
+    """Train ``model`` (the trainable part) for ``epochs``; returns per-epoch metrics."""
+    total_steps = epochs * len(train_loader)
+    callbacks.on_train_begin(total_steps=total_steps, epochs=epochs)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    history: list[dict[str, float]] = []
+    step = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        loss_sum, batches = 0.0, 0
+        for inputs, labels in train_loader:
+            with autocast(device):
+                logits = forward(inputs)
+            loss = loss_fn(logits, labels.to(device), multilabel=multilabel)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            loss_value = float(loss.detach())
+            loss_sum, batches = loss_sum + loss_value, batches + 1
+            callbacks.on_step_end(epoch=epoch, step=step, total_steps=total_steps, loss=loss_value)
+        metrics = evaluate(forward, model, val_loader, multilabel=multilabel, device=device)
+        metrics["train_loss"] = loss_sum / max(batches, 1)
+        metrics["epoch"] = float(epoch)
+        history.append(metrics)
+        callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
+    return history
