@@ -53,8 +53,9 @@ def _save_weights(trained: TrainedModel, directory: Path) -> dict[str, Any]:
     if trained.kind == "full":
         trained.model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
         return {}
-    head_state = {key: value.detach().cpu().contiguous() for key, value in
-                  trained.model.state_dict().items()}
+    head_state = {
+        key: value.detach().cpu().contiguous() for key, value in trained.model.state_dict().items()
+    }
     save_file(head_state, str(directory / HEAD_WEIGHTS), metadata={"format": "pt"})
     weight = head_state["weight"]
     return {

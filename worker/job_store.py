@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from app.db import session_scope, utcnow
-from app.jobs.orm import Job, JobEvent, JobMetric
-from app.models.orm import Model
+from app.orm import Job, JobEvent, JobMetric, Model  # every table, so FKs resolve
 
 
 class LeaseLost(Exception):

@@ -93,7 +93,7 @@ class DbCallbacks:
         steps_per_epoch = max(1, total_steps // max(1, self.epochs))
         eta = elapsed / step * (total_steps - step) if step else None
         self.progress = {
-            "epoch": round(epoch + (step - epoch * steps_per_epoch) / steps_per_epoch, 3),
+            "epoch": round(step / steps_per_epoch, 3),
             "step": step, "total_steps": total_steps,
             "percent": round(100.0 * step / max(1, total_steps), 2),
             "eta_seconds": round(eta, 1) if eta is not None else None,
@@ -108,11 +108,11 @@ class DbCallbacks:
                      metrics: dict[str, float]) -> None:
         clean = {k: float(v) for k, v in metrics.items()}
         self.latest.update(clean)
-        self.latest["epoch"] = epoch + 1
-        self._points.append(("validation", float(epoch + 1), step, clean))
+        self.latest["epoch"] = epoch
+        self._points.append(("validation", float(epoch), step, clean))
         summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(clean.items()))
-        self._events.append(("epoch_end", f"Epoch {epoch + 1}/{self.epochs}: {summary}",
-                             {"epoch": epoch + 1, "step": step, "metrics": clean}))
+        self._events.append(("epoch_end", f"Epoch {epoch}/{self.epochs}: {summary}",
+                             {"epoch": epoch, "step": step, "metrics": clean}))
         self._flush()
         self._check()
 

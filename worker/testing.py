@@ -12,7 +12,7 @@ from itertools import product
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 #: the word that marks each class of :func:`learnable_examples`
@@ -37,11 +37,14 @@ def build_tiny_bert(dest: Path, *, sentence_transformers_pooling: str | None = N
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     vocab = _vocabulary()
-    vocab_file = dest / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(
-        vocab={token: index for index, token in enumerate(vocab)}, model_max_length=MAX_POSITIONS
-    )
+    (dest / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer_config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "model_max_length": MAX_POSITIONS,
+    }
+    (dest / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(dest)
     tokenizer.save_pretrained(dest)
     config = BertConfig(
         vocab_size=len(vocab),
@@ -60,11 +63,15 @@ def build_tiny_bert(dest: Path, *, sentence_transformers_pooling: str | None = N
     if sentence_transformers_pooling is not None:
         pooling_dir = dest / "1_Pooling"
         pooling_dir.mkdir(exist_ok=True)
-        flags = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
-                 "max": "pooling_mode_max_tokens"}
+        flags = {
+            "mean": "pooling_mode_mean_tokens",
+            "cls": "pooling_mode_cls_token",
+            "max": "pooling_mode_max_tokens",
+        }
         config_json = {"word_embedding_dimension": config.hidden_size}
-        config_json.update({flag: mode == sentence_transformers_pooling
-                            for mode, flag in flags.items()})
+        config_json.update(
+            {flag: mode == sentence_transformers_pooling for mode, flag in flags.items()}
+        )
         (pooling_dir / "config.json").write_text(json.dumps(config_json), encoding="utf-8")
     return dest
 

@@ -24,7 +24,7 @@ from worker.training.data import (
     tokenize_examples,
 )
 from worker.training.device import make_generator
-from worker.training.loop import TrainedModel, TrainingSetup, fit
+from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -80,8 +80,8 @@ def param_groups(
 
 
 class FullFineTune:
-    name = "full"
-    artifact_kind = "full"
+    name: str = "full"
+    artifact_kind: ArtifactKind = "full"
 
     def train(self, setup: TrainingSetup, config: FullStrategy) -> TrainedModel:
         hp, device, tokenizer = setup.hp, setup.device, setup.tokenizer

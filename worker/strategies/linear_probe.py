@@ -25,7 +25,7 @@ from worker.training.data import (
     tokenize_examples,
 )
 from worker.training.device import autocast, make_generator
-from worker.training.loop import TrainedModel, TrainingSetup, fit
+from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
 from worker.training.pooling import PoolingMode, pool, resolve_pooling
 
 
@@ -50,8 +50,8 @@ def extract_features(
 
 
 class LinearProbe:
-    name = "linear_probe"
-    artifact_kind = "head"
+    name: str = "linear_probe"
+    artifact_kind: ArtifactKind = "head"
 
     def train(self, setup: TrainingSetup, config: LinearProbeStrategy) -> TrainedModel:
         hp, device, tokenizer = setup.hp, setup.device, setup.tokenizer

@@ -50,9 +50,9 @@ def validate_examples(examples: Examples, *, task: str, num_labels: int, split: 
     """Raise ``ValueError`` when a split does not fit the task or the label set."""
     if len(examples.labels) != len(examples.texts):
         raise ValueError(f"{split}: {len(examples.texts)} texts but {len(examples.labels)} labels")
-    if task == PAIR_TASK:
-        if examples.text_pairs is None or len(examples.text_pairs) != len(examples.texts):
-            raise ValueError(f"{split}: text-pair-classification needs one text_pair per text")
+    pairs = examples.text_pairs
+    if task == PAIR_TASK and (pairs is None or len(pairs) != len(examples.texts)):
+        raise ValueError(f"{split}: text-pair-classification needs one text_pair per text")
     for label in examples.labels:
         indices = label if isinstance(label, list) else [label]
         if (task == MULTILABEL_TASK) != isinstance(label, list):

@@ -33,18 +33,12 @@ def validation_metrics(
     if multilabel:
         y_true = labels.numpy().astype(np.int64)
         y_pred = (torch.sigmoid(logits) >= MULTILABEL_THRESHOLD).numpy().astype(np.int64)
-        metrics["val_micro_f1"] = float(
-            f1_score(y_true, y_pred, average="micro", zero_division=0)
-        )
-        metrics["val_macro_f1"] = float(
-            f1_score(y_true, y_pred, average="macro", zero_division=0)
-        )
+        metrics["val_micro_f1"] = float(f1_score(y_true, y_pred, average="micro", zero_division=0))
+        metrics["val_macro_f1"] = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
         metrics["val_subset_accuracy"] = float(accuracy_score(y_true, y_pred))
     else:
         y_true = labels.numpy()
         y_pred = logits.argmax(dim=-1).numpy()
         metrics["val_accuracy"] = float(accuracy_score(y_true, y_pred))
-        metrics["val_macro_f1"] = float(
-            f1_score(y_true, y_pred, average="macro", zero_division=0)
-        )
+        metrics["val_macro_f1"] = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
     return metrics

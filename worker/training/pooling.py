@@ -43,7 +43,7 @@ def resolve_pooling(base_model_dir: Path, requested: str) -> PoolingMode:
 
 
 def pool(outputs: Any, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
-    """Pool a backbone's outputs (``last_hidden_state``, ``pooler_output``) to ``[batch, hidden]``."""
+    """Pool a backbone's outputs (``last_hidden_state``, ``pooler_output``): ``[batch, hidden]``."""
     if mode == "pooler":
         pooled = getattr(outputs, "pooler_output", None)
         if pooled is None:

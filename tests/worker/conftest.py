@@ -1,0 +1,98 @@
+"""Fixtures for worker tests: tiny random BERT directories and an easily learnable dataset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from worker.testing import build_tiny_bert, learnable_examples
+from worker.training.callbacks import NullCallbacks
+from worker.training.data import Examples
+from worker.training.loop import TrainedModel, train_model
+
+LABELS = ["A", "B"]
+Split = tuple[Examples, Examples, list[str]]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain tiny BERT directory (pooling 'auto' means CLS)."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_st_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT with a sentence-transformers ``1_Pooling/config.json`` saying mean."""
+    return build_tiny_bert(
+        tmp_path_factory.mktemp("tiny-st-bert"), sentence_transformers_pooling="mean"
+    )
+
+
+def make_split(n_per_class: int = 40, seed: int = 0, validation_share: float = 0.25) -> Split:
+    """Train and validation examples of the alpha (A) / beta (B) task."""
+    texts, names = learnable_examples(n_per_class, seed)
+    labels = [LABELS.index(name) for name in names]
+    cut = int(len(texts) * (1 - validation_share))
+    return (
+        Examples(texts[:cut], labels[:cut]),
+        Examples(texts[cut:], labels[cut:]),
+        list(LABELS),
+    )
+
+
+@pytest.fixture(scope="session")
+def learnable_split() -> Callable[..., Split]:
+    """``learnable_split(n_per_class=40, seed=0)`` -> (train, validation, label_names)."""
+    return make_split
+
+
+def train_tiny(
+    base: Path,
+    strategy: FullStrategy | LinearProbeStrategy,
+    *,
+    split: Split | None = None,
+    task: str = "text-classification",
+    callbacks: Any = None,
+    **hyperparameters: Any,
+) -> TrainedModel:
+    train, validation, labels = split or make_split()
+    settings: dict[str, Any] = {"epochs": 3, "batch_size": 16}
+    if isinstance(strategy, FullStrategy):
+        settings["learning_rate"] = 1e-3
+    else:
+        settings["learning_rate"] = 1e-2
+    settings.update(hyperparameters)
+    return train_model(
+        base_model_dir=base,
+        task=task,
+        label_names=labels,
+        train=train,
+        validation=validation,
+        strategy=strategy,
+        hp=Hyperparameters(**settings),
+        callbacks=callbacks or NullCallbacks(),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer() -> Callable[..., TrainedModel]:
+    """``tiny_trainer(base_dir, strategy, split=None, task=..., callbacks=None, **hp)``."""
+    return train_tiny
+
+
+@pytest.fixture(scope="session")
+def trained_full(tiny_bert_dir: Path) -> TrainedModel:
+    return train_tiny(tiny_bert_dir, FullStrategy())
+
+
+@pytest.fixture(scope="session")
+def trained_probe(tiny_bert_dir: Path) -> TrainedModel:
+    return train_tiny(tiny_bert_dir, LinearProbeStrategy(), epochs=5)
