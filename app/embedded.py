@@ -9,6 +9,7 @@ left orphaned.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -24,16 +25,18 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     out = log.open("ab") if log is not None else None
     return subprocess.Popen(
-        cmd, env=env, preexec_fn=_die_with_parent, stdout=out, stderr=subprocess.STDOUT if out else None
+        cmd,
+        env=env,
+        preexec_fn=_die_with_parent,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
     )
 
 
@@ -62,9 +65,19 @@ def start_embedded_redis(data_dir: Path, port: int, env: dict[str, str]) -> subp
     redis_dir.mkdir(parents=True, exist_ok=True)
     proc = _spawn(
         [
-            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(redis_dir.resolve()), "--appendonly", "yes", "--save", "",
-            "--logfile", str((redis_dir / "redis.log").resolve()),
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(redis_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--logfile",
+            str((redis_dir / "redis.log").resolve()),
         ],
         env,
     )
@@ -126,26 +139,52 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
                 ("redis", start_embedded_redis(data_dir, settings.embedded_redis_port, env))
             )
         env["TUNESERVE_BROKER_URL"] = settings.celery_broker_url
-        children.append((
-            "api",
-            _spawn(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--host", host,
-                 "--port", str(port), "--no-access-log"],
-                env,
-            ),
-        ))
+        children.append(
+            (
+                "api",
+                _spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "app.main:app",
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                        "--no-access-log",
+                    ],
+                    env,
+                ),
+            )
+        )
         if workers:
             for queue, concurrency in (("train", 1), ("infer", 1)):
-                children.append((
-                    f"worker-{queue}",
-                    _spawn(
-                        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                         "-Q", queue, "-c", str(concurrency), "-n", f"{queue}@%h",
-                         "--loglevel", "INFO"],
-                        env,
-                        logs / f"worker-{queue}.log",
-                    ),
-                ))
+                children.append(
+                    (
+                        f"worker-{queue}",
+                        _spawn(
+                            [
+                                sys.executable,
+                                "-m",
+                                "celery",
+                                "-A",
+                                "worker.celery_app",
+                                "worker",
+                                "-Q",
+                                queue,
+                                "-c",
+                                str(concurrency),
+                                "-n",
+                                f"{queue}@%h",
+                                "--loglevel",
+                                "INFO",
+                            ],
+                            env,
+                            logs / f"worker-{queue}.log",
+                        ),
+                    )
+                )
         if not _wait_port(host if host != "0.0.0.0" else "127.0.0.1", port, 60):
             raise RuntimeError(f"the API did not start on {host}:{port}")
         key = _first_key()
@@ -155,8 +194,10 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
         if key:
             print(f"first API key (shown once, store it now): {key}", flush=True)
         else:
-            print("API keys exist already; create another with `tuneserve keys create "
-                  "--tenant NAME`", flush=True)
+            print(
+                "API keys exist already; create another with `tuneserve keys create --tenant NAME`",
+                flush=True,
+            )
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while True:
             for name, proc in children:

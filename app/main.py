@@ -45,8 +45,10 @@ def create_app() -> FastAPI:
             checks["database"] = f"unavailable: {type(exc).__name__}"
         checks["queue"] = "ok" if broker_ping(timeout=1.0) else "unavailable"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     return api
 

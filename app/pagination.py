@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import InvalidInput
-
-T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:
@@ -30,16 +28,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def paginate(
-    stmt: Select[T],
+    stmt: Select[Any],
     *,
     created_col: InstrumentedAttribute[datetime],
     id_col: InstrumentedAttribute[str],
     cursor: str | None,
     limit: int,
-) -> Select[T]:
+) -> Select[Any]:
     if cursor:
         created, row_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(created_col < created, and_(created_col == created, id_col < row_id))
-        )
+        stmt = stmt.where(or_(created_col < created, and_(created_col == created, id_col < row_id)))
     return stmt.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)

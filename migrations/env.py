@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from app.config import get_settings
 from app.db import make_engine
 from app.orm import Base

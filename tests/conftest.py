@@ -101,8 +101,9 @@ def truncate_all(url: str) -> None:
     engine.dispose()
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, *, db_url: str, data_dir: Path,
-              broker_url: str, **extra: str) -> None:
+def configure(
+    monkeypatch: pytest.MonkeyPatch, *, db_url: str, data_dir: Path, broker_url: str, **extra: str
+) -> None:
     monkeypatch.setenv("TUNESERVE_DATABASE_URL", db_url)
     monkeypatch.setenv("TUNESERVE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("TUNESERVE_BROKER_URL", broker_url)

@@ -31,7 +31,7 @@ celery_app.conf.update(
     broker_connection_max_retries=None,
 )
 
-import worker.tasks.inference  # noqa: E402,F401  register the tasks
+import worker.tasks.inference  # noqa: E402  register the tasks
 import worker.tasks.training  # noqa: E402,F401
 
 app = celery_app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
@@ -28,21 +30,22 @@ def read_examples(path: Path, *, task: str, label_names: list[str]) -> Examples:
 
 
 def subset(examples: Examples, indices: list[int]) -> Examples:
+    labels: Any = [examples.labels[i] for i in indices]
     return Examples(
         texts=[examples.texts[i] for i in indices],
-        labels=[examples.labels[i] for i in indices],  # type: ignore[misc]
+        labels=labels,
         text_pairs=[examples.text_pairs[i] for i in indices] if examples.text_pairs else None,
     )
 
 
-def split(examples: Examples, *, fraction: float, seed: int, task: str) -> tuple[Examples, Examples]:
+def split(
+    examples: Examples, *, fraction: float, seed: int, task: str
+) -> tuple[Examples, Examples]:
     """Hold out ``fraction`` of the rows, stratified by label where every class allows it."""
     indices = list(range(len(examples.texts)))
     stratify = None
     if task != "text-multilabel":
-        counts: dict[int, int] = {}
-        for y in examples.labels:
-            counts[y] = counts.get(y, 0) + 1  # type: ignore[index]
+        counts = Counter(cast(list[int], examples.labels))
         n_val = max(1, round(len(indices) * fraction))
         if min(counts.values()) >= 2 and n_val >= len(counts):
             stratify = examples.labels

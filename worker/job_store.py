@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 
-from app.db import session_scope, utcnow
+from app.db import rows_changed, session_scope, utcnow
 from app.orm import Job, JobEvent, JobMetric, Model  # every table, so FKs resolve
 
 
@@ -53,11 +54,17 @@ def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
                 updated_at=now,
             )
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_changed(result) != 1:
             return None
         attempt = s.scalar(select(Job.attempt).where(Job.id == job_id)) or 1
-        s.add(JobEvent(job_id=job_id, kind="started", message=f"Attempt {attempt} started.",
-                       data={"attempt": attempt, "worker": worker_name()}))
+        s.add(
+            JobEvent(
+                job_id=job_id,
+                kind="started",
+                message=f"Attempt {attempt} started.",
+                data={"attempt": attempt, "worker": worker_name()},
+            )
+        )
     return Claim(job_id=job_id, token=token, attempt=attempt)
 
 
@@ -69,13 +76,10 @@ class JobStore:
         self.lease_seconds = lease_seconds
 
     def _fenced(self) -> Any:
-        return (
-            update(Job)
-            .where(
-                Job.id == self.claim.job_id,
-                Job.lease_token == self.claim.token,
-                Job.status == "running",
-            )
+        return update(Job).where(
+            Job.id == self.claim.job_id,
+            Job.lease_token == self.claim.token,
+            Job.status == "running",
         )
 
     def renew_lease(self) -> None:
@@ -83,11 +87,9 @@ class JobStore:
         now = utcnow()
         with session_scope() as s:
             res = s.execute(
-                self._fenced().values(
-                    lease_expires_at=now + timedelta(seconds=self.lease_seconds)
-                )
+                self._fenced().values(lease_expires_at=now + timedelta(seconds=self.lease_seconds))
             )
-            if res.rowcount != 1:
+            if rows_changed(res) != 1:
                 raise LeaseLost(self.claim.job_id)
 
     def cancel_requested(self) -> bool:
@@ -107,19 +109,22 @@ class JobStore:
         *,
         progress: dict[str, Any],
         metrics: dict[str, Any] | None = None,
-        points: list[tuple[str, float, int, dict[str, float]]] = (),  # type: ignore[assignment]
-        events: list[tuple[str, str, dict[str, Any] | None]] = (),  # type: ignore[assignment]
+        points: Sequence[tuple[str, float, int, dict[str, float]]] = (),
+        events: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
     ) -> None:
         values: dict[str, Any] = {"progress": progress, "updated_at": utcnow()}
         if metrics is not None:
             values["metrics"] = metrics
         with session_scope() as s:
             res = s.execute(self._fenced().values(**values))
-            if res.rowcount != 1:
+            if rows_changed(res) != 1:
                 raise LeaseLost(self.claim.job_id)
             for split, epoch, step, vals in points:
-                s.add(JobMetric(job_id=self.claim.job_id, split=split, epoch=epoch, step=step,
-                                values=vals))
+                s.add(
+                    JobMetric(
+                        job_id=self.claim.job_id, split=split, epoch=epoch, step=step, values=vals
+                    )
+                )
             for kind, message, data in events:
                 s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
 
@@ -129,7 +134,7 @@ class JobStore:
     def write_progress_events(self, events: list[tuple[str, str, dict[str, Any] | None]]) -> None:
         with session_scope() as s:
             res = s.execute(self._fenced().values(updated_at=utcnow()))
-            if res.rowcount != 1:
+            if rows_changed(res) != 1:
                 raise LeaseLost(self.claim.job_id)
             for kind, message, data in events:
                 s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
@@ -140,29 +145,46 @@ class JobStore:
         with session_scope() as s:
             res = s.execute(
                 self._fenced().values(
-                    status="succeeded", model_id=model.id, metrics=metrics, progress=progress,
-                    finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None,
+                    status="succeeded",
+                    model_id=model.id,
+                    metrics=metrics,
+                    progress=progress,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
                 )
             )
-            if res.rowcount != 1:
+            if rows_changed(res) != 1:
                 raise LeaseLost(self.claim.job_id)
             s.add(model)
-            s.add(JobEvent(job_id=self.claim.job_id, kind="succeeded",
-                           message=f"Model {model.id} registered.",
-                           data={"model_id": model.id, "metrics": metrics}))
+            s.add(
+                JobEvent(
+                    job_id=self.claim.job_id,
+                    kind="succeeded",
+                    message=f"Model {model.id} registered.",
+                    data={"model_id": model.id, "metrics": metrics},
+                )
+            )
 
-    def finish(self, *, status: str, code: str | None, message: str,
-               data: dict[str, Any] | None = None) -> bool:
+    def finish(
+        self, *, status: str, code: str | None, message: str, data: dict[str, Any] | None = None
+    ) -> bool:
         """End the job ``failed`` or ``cancelled``; False when the lease was already lost."""
         now = utcnow()
         with session_scope() as s:
             res = s.execute(
                 self._fenced().values(
-                    status=status, error_code=code, error_message=message if code else None,
-                    finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None,
+                    status=status,
+                    error_code=code,
+                    error_message=message if code else None,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
                 )
             )
-            if res.rowcount != 1:
+            if rows_changed(res) != 1:
                 return False
             s.add(JobEvent(job_id=self.claim.job_id, kind=status, message=message, data=data))
         return True

@@ -72,7 +72,9 @@ class DbCallbacks:
 
     def _flush(self) -> None:
         self.store.write_progress(
-            progress=self.progress, metrics=dict(self.latest), points=self._points,
+            progress=self.progress,
+            metrics=dict(self.latest),
+            points=self._points,
             events=self._events,
         )
         self._points, self._events = [], []
@@ -81,11 +83,37 @@ class DbCallbacks:
     def on_train_begin(self, *, total_steps: int, epochs: int) -> None:
         self.total_steps, self.epochs = total_steps, epochs
         self.started = time.monotonic()
-        self.progress = {"epoch": 0, "step": 0, "total_steps": total_steps, "percent": 0.0,
-                         "eta_seconds": None}
-        self._events.append(("training_started", f"{epochs} epochs, {total_steps} steps.",
-                             {"total_steps": total_steps, "epochs": epochs}))
+        self.progress = {
+            "phase": "training",
+            "epoch": 0,
+            "step": 0,
+            "total_steps": total_steps,
+            "percent": 0.0,
+            "eta_seconds": None,
+        }
+        self._events.append(
+            (
+                "training_started",
+                f"{epochs} epochs, {total_steps} steps.",
+                {"total_steps": total_steps, "epochs": epochs},
+            )
+        )
         self._flush()
+        self._check()
+
+    def on_phase_progress(self, *, phase: str, done: int, total: int) -> None:
+        self.progress = {
+            "phase": phase,
+            "epoch": 0,
+            "step": 0,
+            "total_steps": None,
+            "phase_done": done,
+            "phase_total": total,
+            "percent": 0.0,
+            "eta_seconds": None,
+        }
+        if time.monotonic() - self.last_write >= self.interval_s or done == total:
+            self._flush()
         self._check()
 
     def on_step_end(self, *, epoch: int, step: int, total_steps: int, loss: float) -> None:
@@ -93,8 +121,10 @@ class DbCallbacks:
         steps_per_epoch = max(1, total_steps // max(1, self.epochs))
         eta = elapsed / step * (total_steps - step) if step else None
         self.progress = {
+            "phase": "training",
             "epoch": round(step / steps_per_epoch, 3),
-            "step": step, "total_steps": total_steps,
+            "step": step,
+            "total_steps": total_steps,
             "percent": round(100.0 * step / max(1, total_steps), 2),
             "eta_seconds": round(eta, 1) if eta is not None else None,
         }
@@ -104,15 +134,21 @@ class DbCallbacks:
             self._flush()
         self._check()
 
-    def on_epoch_end(self, *, epoch: int, step: int, total_steps: int,
-                     metrics: dict[str, float]) -> None:
+    def on_epoch_end(
+        self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
+    ) -> None:
         clean = {k: float(v) for k, v in metrics.items()}
         self.latest.update(clean)
         self.latest["epoch"] = epoch
         self._points.append(("validation", float(epoch), step, clean))
         summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(clean.items()))
-        self._events.append(("epoch_end", f"Epoch {epoch}/{self.epochs}: {summary}",
-                             {"epoch": epoch, "step": step, "metrics": clean}))
+        self._events.append(
+            (
+                "epoch_end",
+                f"Epoch {epoch}/{self.epochs}: {summary}",
+                {"epoch": epoch, "step": step, "metrics": clean},
+            )
+        )
         self._flush()
         self._check()
 

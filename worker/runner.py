@@ -73,8 +73,14 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
 
         callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)
         trained = train_model(
-            base_model_dir=base.path, task=job.task, label_names=label_names, train=train,
-            validation=validation, strategy=strategy, hp=hp, callbacks=callbacks,
+            base_model_dir=base.path,
+            task=job.task,
+            label_names=label_names,
+            train=train,
+            validation=validation,
+            strategy=strategy,
+            hp=hp,
+            callbacks=callbacks,
         )
         metrics = dict(callbacks.latest)
         metrics.update({k: v for k, v in trained.metrics.items() if isinstance(v, (int, float))})
@@ -85,17 +91,32 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         relpath = storage.model_relpath(model_id)
         staging = storage.path(relpath)
         staging.parent.mkdir(parents=True, exist_ok=True)
-        write_artifact(trained, staging, manifest={
-            "model_id": model_id, "job_id": job.id, "task": job.task, "labels": label_names,
-            "base_model": {"id": base.id, "path": str(base.path)},
-            "strategy": job.strategy, "hyperparameters": job.hyperparameters,
-            "metrics": metrics,
-        })
+        write_artifact(
+            trained,
+            staging,
+            manifest={
+                "model_id": model_id,
+                "job_id": job.id,
+                "task": job.task,
+                "labels": label_names,
+                "base_model": {"id": base.id, "path": str(base.path)},
+                "strategy": job.strategy,
+                "hyperparameters": job.hyperparameters,
+                "metrics": metrics,
+            },
+        )
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         model = Model(
-            id=model_id, tenant_id=job.tenant_id, job_id=job.id, base_model=base.id,
-            task=job.task, strategy=str(job.strategy["name"]), labels=label_names,
-            metrics=metrics, storage_path=relpath, size_bytes=size,
+            id=model_id,
+            tenant_id=job.tenant_id,
+            job_id=job.id,
+            base_model=base.id,
+            task=job.task,
+            strategy=str(job.strategy["name"]),
+            labels=label_names,
+            metrics=metrics,
+            storage_path=relpath,
+            size_bytes=size,
         )
         progress = {**callbacks.progress, "percent": 100.0, "eta_seconds": 0.0}
         store.succeed(model=model, metrics=metrics, progress=progress)
@@ -111,8 +132,12 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         return None
     except torch.OutOfMemoryError:
         log.exception("job %s ran out of memory", won.job_id)
-        _fail(store, "out_of_memory", "The accelerator ran out of memory. Try a smaller "
-              "batch_size or max_length, or a lighter strategy (lora, linear_probe).")
+        _fail(
+            store,
+            "out_of_memory",
+            "The accelerator ran out of memory. Try a smaller "
+            "batch_size or max_length, or a lighter strategy (lora, linear_probe).",
+        )
         return "failed"
     except JobInputError as exc:
         _fail(store, "invalid_job", str(exc))
@@ -145,15 +170,23 @@ def _load_rows(job_id: str) -> tuple[Job, Dataset, Dataset | None]:
         return job, train_ds, val_ds
 
 
-def _examples(job: Job, train_ds: Dataset, val_ds: Dataset | None, storage: Storage,
-              label_names: list[str], hp: Hyperparameters) -> tuple[Any, Any]:
+def _examples(
+    job: Job,
+    train_ds: Dataset,
+    val_ds: Dataset | None,
+    storage: Storage,
+    label_names: list[str],
+    hp: Hyperparameters,
+) -> tuple[Any, Any]:
     from worker.data_loading import read_examples, split
 
-    full = read_examples(storage.path(train_ds.storage_path), task=job.task,
-                         label_names=label_names)
+    full = read_examples(
+        storage.path(train_ds.storage_path), task=job.task, label_names=label_names
+    )
     if val_ds is not None:
-        validation = read_examples(storage.path(val_ds.storage_path), task=job.task,
-                                   label_names=label_names)
+        validation = read_examples(
+            storage.path(val_ds.storage_path), task=job.task, label_names=label_names
+        )
         return full, validation
     if len(full.texts) < 4:
         raise JobInputError("The dataset is too small to split off a validation set.")

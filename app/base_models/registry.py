@@ -18,8 +18,20 @@ from pathlib import Path
 from app.config import Settings
 
 TEXT_MODEL_TYPES = frozenset(
-    {"bert", "distilbert", "roberta", "xlm-roberta", "electra", "deberta", "deberta-v2",
-     "mpnet", "albert", "camembert", "modernbert", "ernie"}
+    {
+        "bert",
+        "distilbert",
+        "roberta",
+        "xlm-roberta",
+        "electra",
+        "deberta",
+        "deberta-v2",
+        "mpnet",
+        "albert",
+        "camembert",
+        "modernbert",
+        "ernie",
+    }
 )
 IMAGE_MODEL_TYPES = frozenset({"resnet", "vit", "convnext", "deit", "swin", "beit", "dinov2"})
 

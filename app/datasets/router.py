@@ -59,9 +59,9 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetList:
     rows = service.list_datasets(session, tenant_id=tenant.id, cursor=cursor, limit=limit)
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(
-        rows
-    ) > limit else None
+    next_cursor = (
+        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    )
     return DatasetList(
         data=[DatasetRead.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor
     )

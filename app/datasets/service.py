@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -104,10 +105,8 @@ def create_dataset(
 
 
 def _rmdir_quiet(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.rmdir()
-    except OSError:
-        pass
 
 
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:

@@ -107,8 +107,12 @@ class _Receiver:
 
 
 async def receive_upload(
-    *, content_type: str | None, content_length: str | None, stream: AsyncIterator[bytes],
-    dest: Path, cap: int,
+    *,
+    content_type: str | None,
+    content_length: str | None,
+    stream: AsyncIterator[bytes],
+    dest: Path,
+    cap: int,
 ) -> ReceivedUpload:
     """Read a multipart body with one file part named ``file``; delete ``dest`` on failure."""
     ctype, options = parse_options_header(content_type or "")
@@ -116,14 +120,20 @@ async def receive_upload(
         raise UnsupportedMediaType("Send the dataset as multipart/form-data with a 'file' field.")
     if content_length and content_length.isdigit() and int(content_length) > cap + MAX_FIELD_BYTES:
         raise PayloadTooLarge(
-            f"The upload is larger than the limit of {cap} bytes.", details={"max_upload_bytes": cap}
+            f"The upload is larger than the limit of {cap} bytes.",
+            details={"max_upload_bytes": cap},
         )
     receiver = _Receiver(dest, cap)
     callbacks = {
         name: getattr(receiver, name)
         for name in (
-            "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
-            "on_header_value", "on_header_end", "on_headers_finished",
+            "on_part_begin",
+            "on_part_data",
+            "on_part_end",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
         )
     }
     parser = MultipartParser(options[b"boundary"], callbacks)  # type: ignore[arg-type]

@@ -122,7 +122,8 @@ async def _event_stream(job_id: str, after: int | None) -> AsyncIterator[str]:
         events, done = await run_in_threadpool(poll)
         for ev in events:
             last = ev.id
-            yield f"id: {ev.id}\nevent: {ev.kind}\ndata: {json.dumps(ev.model_dump(mode='json'))}\n\n"
+            payload = json.dumps(ev.model_dump(mode="json"))
+            yield f"id: {ev.id}\nevent: {ev.kind}\ndata: {payload}\n\n"
         if done and not events:
             return
         await asyncio.sleep(1.0)

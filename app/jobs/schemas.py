@@ -24,6 +24,11 @@ class JobCreate(BaseModel):
 
 
 class Progress(BaseModel):
+    phase: str | None = Field(
+        None, description="'extracting_features' (linear_probe's one pass), then 'training'."
+    )
+    phase_done: int | None = Field(None, description="Examples done in the current phase.")
+    phase_total: int | None = None
     epoch: float = 0
     step: int = 0
     total_steps: int | None = None

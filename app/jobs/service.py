@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.base_models.registry import get_base_model
 from app.config import Settings
 from app.datasets.orm import Dataset
-from app.db import utcnow
+from app.db import rows_changed, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
@@ -33,9 +33,7 @@ def _fingerprint(body: JobCreate) -> str:
     ).hexdigest()
 
 
-def _dataset_for_job(
-    session: Session, *, tenant_id: str, dataset_id: str, field: str
-) -> Dataset:
+def _dataset_for_job(session: Session, *, tenant_id: str, dataset_id: str, field: str) -> Dataset:
     ds = session.get(Dataset, dataset_id)
     if ds is None or ds.tenant_id != tenant_id or ds.deleted_at is not None:
         raise NotFound(f"Dataset {dataset_id!r} not found.", details={"field": field})
@@ -188,7 +186,7 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
         .where(Job.id == job.id, Job.status == "queued")
         .values(status="cancelled", finished_at=now, cancel_requested=True, updated_at=now)
     )
-    if done.rowcount:  # type: ignore[attr-defined]
+    if rows_changed(done):
         add_event(session, job.id, "cancelled", "Cancelled before it started.")
     else:
         running = session.execute(
@@ -196,7 +194,7 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
             .where(Job.id == job.id, Job.status == "running", Job.cancel_requested.is_(False))
             .values(cancel_requested=True, updated_at=now)
         )
-        if running.rowcount:  # type: ignore[attr-defined]
+        if rows_changed(running):
             add_event(session, job.id, "cancel_requested", "Cancel requested; stopping.")
     session.flush()
     session.refresh(job)
@@ -208,9 +206,7 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     return job
 
 
-def list_events(
-    session: Session, *, job: Job, after: int | None, limit: int
-) -> list[JobEvent]:
+def list_events(session: Session, *, job: Job, after: int | None, limit: int) -> list[JobEvent]:
     stmt = select(JobEvent).where(JobEvent.job_id == job.id)
     if after is not None:
         stmt = stmt.where(JobEvent.id > after)

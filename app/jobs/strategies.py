@@ -47,7 +47,7 @@ class LinearProbeStrategy(_Strategy):
     """Frozen backbone as a feature extractor; features computed once; a new head trained."""
 
     name: Literal["linear_probe"] = "linear_probe"
-    default_learning_rate: ClassVar[float] = 1e-3
+    default_learning_rate: ClassVar[float] = 1e-2
     pooling: Literal["auto", "mean", "cls", "pooler"] = Field(
         "auto",
         description=(
@@ -75,7 +75,7 @@ class Hyperparameters(BaseModel):
         gt=0.0,
         le=1.0,
         description="Peak learning rate; null takes the strategy's default "
-        "(full: 2e-5, linear_probe: 1e-3).",
+        "(full: 2e-5, linear_probe: 1e-2).",
     )
     max_length: int = Field(
         256,
@@ -101,6 +101,8 @@ class Hyperparameters(BaseModel):
     )
 
     def effective_learning_rate(self, strategy: FullStrategy | LinearProbeStrategy) -> float:
-        return self.learning_rate if self.learning_rate is not None else (
-            strategy.default_learning_rate
+        return (
+            self.learning_rate
+            if self.learning_rate is not None
+            else (strategy.default_learning_rate)
         )

@@ -37,9 +37,7 @@ def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
     return model
 
 
-def list_models(
-    session: Session, *, tenant_id: str, cursor: str | None, limit: int
-) -> list[Model]:
+def list_models(session: Session, *, tenant_id: str, cursor: str | None, limit: int) -> list[Model]:
     stmt = select(Model).where(Model.tenant_id == tenant_id, Model.deleted_at.is_(None))
     stmt = paginate(stmt, created_col=Model.created_at, id_col=Model.id, cursor=cursor, limit=limit)
     return list(session.scalars(stmt))
@@ -83,9 +81,7 @@ def _check_inputs(model: Model, body: PredictRequest, settings: Settings) -> lis
     return list(body.inputs)
 
 
-def predict(
-    model: Model, *, body: PredictRequest, settings: Settings
-) -> list[dict[str, Any]]:
+def predict(model: Model, *, body: PredictRequest, settings: Settings) -> list[dict[str, Any]]:
     """Send the request to the ``infer`` queue and wait for the worker's answer."""
     inputs = _check_inputs(model, body, settings)
     timeout = settings.predict_timeout_s

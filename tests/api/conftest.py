@@ -23,8 +23,13 @@ def api_env(
     db_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     data_dir = tmp_path / "data"
-    configure(monkeypatch, db_url=db_url, data_dir=data_dir,
-              broker_url=f"{redis_url}/{API_REDIS_DB}", max_upload_bytes="200000")
+    configure(
+        monkeypatch,
+        db_url=db_url,
+        data_dir=data_dir,
+        broker_url=f"{redis_url}/{API_REDIS_DB}",
+        max_upload_bytes="200000",
+    )
     yield data_dir
     reset_caches()
     truncate_all(db_url)
@@ -72,8 +77,14 @@ def sample_rows(n_per_class: int = 6) -> list[tuple[str, str]]:
     return rows
 
 
-def upload(client: TestClient, headers: dict[str, str], data: bytes, *,
-           filename: str = "data.csv", **fields: str):  # type: ignore[no-untyped-def]
+def upload(
+    client: TestClient,
+    headers: dict[str, str],
+    data: bytes,
+    *,
+    filename: str = "data.csv",
+    **fields: str,
+):  # type: ignore[no-untyped-def]
     return client.post(
         "/v1/datasets",
         headers=headers,

@@ -1,5 +1,6 @@
 from tests.api.conftest import csv_bytes, sample_rows, upload
 
+
 def test_flow(client, auth):
     r = upload(client, auth, csv_bytes(sample_rows()))
     assert r.status_code == 201, r.text
@@ -7,6 +8,14 @@ def test_flow(client, auth):
     r = client.get("/v1/base-models", headers=auth)
     assert r.status_code == 200, r.text
     print(r.json())
-    r = client.post("/v1/jobs", headers=auth, json={"base_model": "all-MiniLM-L6-v2", "dataset_id": ds["id"], "strategy": {"name": "full"}})
+    r = client.post(
+        "/v1/jobs",
+        headers=auth,
+        json={
+            "base_model": "all-MiniLM-L6-v2",
+            "dataset_id": ds["id"],
+            "strategy": {"name": "full"},
+        },
+    )
     assert r.status_code == 201, r.text
     print(r.json())

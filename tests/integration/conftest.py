@@ -31,10 +31,29 @@ class Stack:
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-         "-Q", "train,infer", "-c", "2", "-n", f"itest-{os.getpid()}@%h", "--loglevel", "INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "-Q",
+            "train,infer",
+            "-c",
+            "2",
+            "-n",
+            f"itest-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -100,8 +119,13 @@ def stack(
         with session_scope() as s:
             _, key = create_key(s, tenant_name="integration")
         with TestClient(create_app(), raise_server_exceptions=False) as client:
-            yield Stack(client=client, headers={"Authorization": f"Bearer {key}"},
-                        data_dir=root / "data", env=env, worker_log=log)
+            yield Stack(
+                client=client,
+                headers={"Authorization": f"Bearer {key}"},
+                data_dir=root / "data",
+                env=env,
+                worker_log=log,
+            )
     finally:
         stop_worker(proc)
         reset_caches()

@@ -27,17 +27,29 @@ def _csv(n_per_class: int, seed: int = 0) -> bytes:
 
 
 def _upload(stack: Stack, data: bytes) -> str:
-    r = stack.client.post("/v1/datasets", headers=stack.headers,
-                          files={"file": ("learnable.csv", data, "text/csv")},
-                          data={"task": "text-classification", "name": "learnable"})
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("learnable.csv", data, "text/csv")},
+        data={"task": "text-classification", "name": "learnable"},
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
 
 def _submit(stack: Stack, dataset_id: str, strategy: dict[str, Any], **hp: Any) -> dict[str, Any]:
-    body = {"base_model": "tiny-bert", "dataset_id": dataset_id, "strategy": strategy,
-            "hyperparameters": {"batch_size": 8, "max_length": 32, "seed": 0,
-                                "validation_fraction": 0.25, **hp}}
+    body = {
+        "base_model": "tiny-bert",
+        "dataset_id": dataset_id,
+        "strategy": strategy,
+        "hyperparameters": {
+            "batch_size": 8,
+            "max_length": 32,
+            "seed": 0,
+            "validation_fraction": 0.25,
+            **hp,
+        },
+    }
     r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
     assert r.status_code == 201, r.text
     job: dict[str, Any] = r.json()
@@ -63,19 +75,21 @@ def _wait(stack: Stack, job_id: str, until: set[str], timeout: float = 240) -> d
 
 
 def _events(stack: Stack, job_id: str) -> list[dict[str, Any]]:
-    r = stack.client.get(f"/v1/jobs/{job_id}/events", headers=stack.headers,
-                         params={"limit": 500})
+    r = stack.client.get(f"/v1/jobs/{job_id}/events", headers=stack.headers, params={"limit": 500})
     assert r.status_code == 200
     return list(r.json()["data"])
 
 
 @pytest.mark.parametrize(
     ("strategy", "hp"),
-    [({"name": "linear_probe"}, {"epochs": 30, "learning_rate": 0.05}),
-     ({"name": "full"}, {"epochs": 6, "learning_rate": 3e-3})],
+    [
+        ({"name": "linear_probe"}, {"epochs": 30, "learning_rate": 0.05}),
+        ({"name": "full"}, {"epochs": 6, "learning_rate": 3e-3}),
+    ],
 )
-def test_upload_train_poll_predict(stack: Stack, strategy: dict[str, Any],
-                                   hp: dict[str, Any]) -> None:
+def test_upload_train_poll_predict(
+    stack: Stack, strategy: dict[str, Any], hp: dict[str, Any]
+) -> None:
     dataset_id = _upload(stack, _csv(40))
     job = _submit(stack, dataset_id, strategy, **hp)
     done = _wait(stack, job["id"], TERMINAL)
@@ -97,8 +111,9 @@ def test_upload_train_poll_predict(stack: Stack, strategy: dict[str, Any],
     assert (stack.data_dir / "models" / model_id / "manifest.json").is_file()
 
     texts, labels = learnable_examples(10, seed=99)
-    r = stack.client.post(f"/v1/models/{model_id}/predict", headers=stack.headers,
-                          json={"inputs": texts, "top_k": 2})
+    r = stack.client.post(
+        f"/v1/models/{model_id}/predict", headers=stack.headers, json={"inputs": texts, "top_k": 2}
+    )
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
     assert len(preds) == len(texts)
@@ -106,8 +121,9 @@ def test_upload_train_poll_predict(stack: Stack, strategy: dict[str, Any],
     accuracy = sum(p["label"] == y for p, y in zip(preds, labels, strict=True)) / len(labels)
     assert accuracy >= 0.9
     long_input = " ".join(["alpha"] * 5000)  # far beyond the model's 64 positions: truncated
-    r = stack.client.post(f"/v1/models/{model_id}/predict", headers=stack.headers,
-                          json={"inputs": [long_input]})
+    r = stack.client.post(
+        f"/v1/models/{model_id}/predict", headers=stack.headers, json={"inputs": [long_input]}
+    )
     assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "A"
 
 

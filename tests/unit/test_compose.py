@@ -20,7 +20,10 @@ def test_compose_file_is_valid_and_complete() -> None:
         pytest.skip("docker-compose (Debian package) not installed")
     out = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr
     config = out.stdout
@@ -37,6 +40,7 @@ def test_compose_rejects_a_broken_file(tmp_path: Path) -> None:
         pytest.skip("docker-compose not installed")
     bad = tmp_path / "docker-compose.yml"
     bad.write_text("services:\n  api:\n    image: x\n    ports: 12\n")
-    out = subprocess.run([exe, "-f", str(bad), "config"], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    out = subprocess.run(
+        [exe, "-f", str(bad), "config"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert out.returncode != 0

@@ -66,7 +66,7 @@ def train_tiny(
     train, validation, labels = split or make_split()
     settings: dict[str, Any] = {"epochs": 3, "batch_size": 16}
     if isinstance(strategy, FullStrategy):
-        settings["learning_rate"] = 1e-3
+        settings["learning_rate"] = 3e-3
     else:
         settings["learning_rate"] = 1e-2
     settings.update(hyperparameters)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,14 +38,22 @@ def extract_features(
     pooling: PoolingMode,
     batch_size: int,
     device: torch.device,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """One pass of the backbone over ``data``: ``[len(data), hidden]`` float32 on ``device``."""
+    """One pass of the backbone over ``data``: ``[len(data), hidden]`` float32 on ``device``.
+
+    ``progress(done)`` is called after each batch with the number of examples done so far.
+    """
     chunks: list[torch.Tensor] = []
+    done = 0
     with torch.inference_mode(), autocast(device):
         for inputs, _ in make_loader(data, tokenizer, batch_size=batch_size):
             inputs = move_batch(inputs, device)
             outputs = backbone(**inputs)
             chunks.append(pool(outputs, inputs["attention_mask"], pooling).float())
+            done += int(inputs["attention_mask"].shape[0])
+            if progress is not None:
+                progress(done)
     # concatenated outside inference mode: a normal tensor autograd may save for backward
     return torch.cat(chunks)
 
@@ -64,6 +73,14 @@ class LinearProbe:
 
         started = time.perf_counter()
         splits = {}
+        total = len(setup.train) + len(setup.validation)
+        offset = 0
+
+        def report(done: int) -> None:
+            setup.callbacks.on_phase_progress(
+                phase="extracting_features", done=offset + done, total=total
+            )
+
         for split_name, split in (("train", setup.train), ("validation", setup.validation)):
             data = tokenize_examples(
                 split,
@@ -79,7 +96,9 @@ class LinearProbe:
                 pooling=pooling,
                 batch_size=hp.batch_size,
                 device=device,
+                progress=report,
             )
+            offset += len(split)
             splits[split_name] = TensorDataset(features, data.labels.to(device))
         seconds = time.perf_counter() - started
         hidden_size = int(splits["train"].tensors[0].shape[1])

@@ -31,6 +31,13 @@ class TrainingCallbacks(Protocol):
         """Something worth recording happened (e.g. ``features_cached``)."""
         ...
 
+    def on_phase_progress(self, *, phase: str, done: int, total: int) -> None:
+        """Progress of a phase before the optimisation steps (e.g. ``extracting_features``).
+
+        May raise :class:`TrainingCancelled`.
+        """
+        ...
+
 
 class NullCallbacks:
     """Does nothing; satisfies :class:`TrainingCallbacks`."""
@@ -47,4 +54,7 @@ class NullCallbacks:
         return None
 
     def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        return None
+
+    def on_phase_progress(self, *, phase: str, done: int, total: int) -> None:
         return None
