@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         2.0, description="Least time between progress writes from the training loop."
     )
     max_attempts: int = Field(2, description="Attempts a job gets before it fails.")
+    reaper_interval_s: float = Field(
+        30.0, description="How often the reaper looks for expired leases and lost messages."
+    )
+    resend_after_s: float = Field(
+        60.0,
+        description="A queued job whose message is not in the broker this long after it was "
+        "sent is sent again (a broker restart lost it).",
+    )
+    checkpoint_every_steps: int = Field(
+        200, description="Steps between checkpoints (one is also written at each epoch end)."
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

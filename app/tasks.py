@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "train"
 INFER_QUEUE = "infer"
+MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "tuneserve.train"
 PREDICT_TASK = "tuneserve.predict"
 REAP_TASK = "tuneserve.reap"
@@ -43,7 +44,7 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "task_routes": {
             TRAIN_TASK: {"queue": TRAIN_QUEUE},
             PREDICT_TASK: {"queue": INFER_QUEUE},
-            REAP_TASK: {"queue": TRAIN_QUEUE},
+            REAP_TASK: {"queue": MAINTENANCE_QUEUE},
         },
     }
 

@@ -7,6 +7,8 @@ Layout (``manifest.json`` beside safetensors weights and the tokenizer files):
   ``AutoModelForSequenceClassification.from_pretrained(dir)`` loads it.
 - ``kind: head`` -- only ``head.safetensors`` (``weight``, ``bias`` of the linear head); the
   manifest's ``head`` entry says how to pool, ``base_model`` names the frozen base (id, path).
+  When training changed the encoder too (contrastive, dapt), it is saved under ``encoder/``
+  (safetensors) and the manifest's ``backbone`` says so; the head then sits on that encoder.
 
 The directory is built as ``.tmp-*`` beside ``dest`` and renamed into place; on any error the
 temporary directory is removed, so a reader never sees half an artifact.
@@ -29,6 +31,7 @@ from worker.training.loop import TrainedModel
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 HEAD_WEIGHTS = "head.safetensors"
+BACKBONE_DIR = "encoder"
 
 
 def sha256_file(path: Path) -> str:
@@ -58,14 +61,21 @@ def _save_weights(trained: TrainedModel, directory: Path) -> dict[str, Any]:
     }
     save_file(head_state, str(directory / HEAD_WEIGHTS), metadata={"format": "pt"})
     weight = head_state["weight"]
+    extra: dict[str, Any] = {}
+    if trained.backbone is not None:
+        trained.backbone.save_pretrained(  # type: ignore[operator]
+            directory / BACKBONE_DIR, safe_serialization=True
+        )
+        extra["backbone"] = BACKBONE_DIR
     return {
+        **extra,
         "head": {
             "file": HEAD_WEIGHTS,
             "type": "linear",
             "pooling": trained.pooling,
             "in_features": int(weight.shape[1]),
             "out_features": int(weight.shape[0]),
-        }
+        },
     }
 
 

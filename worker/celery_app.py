@@ -7,16 +7,22 @@ Settings and the reasons for them: docs/operations.md.
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+import os
+from typing import Any
+
+from celery import Celery, signals
 from kombu import Queue
 
 from app.config import get_settings
-from app.tasks import INFER_QUEUE, TRAIN_QUEUE, celery_config
+from app.tasks import INFER_QUEUE, MAINTENANCE_QUEUE, REAP_TASK, TRAIN_QUEUE, celery_config
+
+log = logging.getLogger(__name__)
 
 celery_app = Celery("tuneserve")
 celery_app.conf.update(celery_config(get_settings().celery_broker_url))
 celery_app.conf.update(
-    task_queues=(Queue(TRAIN_QUEUE), Queue(INFER_QUEUE)),
+    task_queues=(Queue(TRAIN_QUEUE), Queue(INFER_QUEUE), Queue(MAINTENANCE_QUEUE)),
     task_default_queue=TRAIN_QUEUE,
     # one long job per worker process; never reserve a second one while training
     worker_prefetch_multiplier=1,
@@ -29,9 +35,42 @@ celery_app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry=True,
     broker_connection_max_retries=None,
+    beat_schedule={
+        "reap": {
+            "task": REAP_TASK,
+            "schedule": get_settings().reaper_interval_s,
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": 60},
+        }
+    },
 )
 
-import worker.tasks.inference  # noqa: E402  register the tasks
-import worker.tasks.training  # noqa: E402,F401
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    """A pool child must not share the parent's database connections."""
+    from app.db import get_engine
+
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
+
+
+@signals.worker_shutting_down.connect
+def _release_jobs_on_shutdown(**_: Any) -> None:
+    """SIGTERM (warm shutdown): ask this worker's running jobs to checkpoint and go back to
+    the queue at their next step, instead of holding the shutdown for hours."""
+    try:
+        from worker.maintenance import request_release
+
+        count = request_release(os.getpid())
+        if count:
+            log.warning("shutting down: asked %d running job(s) to release", count)
+    except Exception:
+        log.exception("could not ask running jobs to release")
+
+
+# importing the task modules registers their tasks
+from worker.tasks import inference, maintenance, training  # noqa: E402
+
+TASK_MODULES = (inference, maintenance, training)
 
 app = celery_app

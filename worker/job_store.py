@@ -8,6 +8,7 @@ the caller stops at once and writes nothing more.
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from app.db import rows_changed, session_scope, utcnow
+from app.db import db_now, rows_changed, session_scope, utcnow
 from app.orm import Job, JobEvent, JobMetric, Model  # every table, so FKs resolve
+from app.tasks import TRAIN_TASK, enqueue_after_commit
 
 
 class LeaseLost(Exception):
@@ -33,14 +35,20 @@ class Claim:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{uuid.getnode():x}"
+    """``host:worker-main-pid:pid``: a Celery pool child's parent is its worker's main process,
+    which is how that process finds the jobs its children hold when it shuts down."""
+    return f"{socket.gethostname()}:{os.getppid()}:{os.getpid()}"
+
+
+def worker_prefix(main_pid: int) -> str:
+    return f"{socket.gethostname()}:{main_pid}:"
 
 
 def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
     """``queued → running`` for exactly one caller; None when someone else has it (or no job)."""
     token = uuid.uuid4().hex
-    now = utcnow()
     with session_scope() as s:
+        now = db_now(s)
         result = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
@@ -83,26 +91,49 @@ class JobStore:
         )
 
     def renew_lease(self) -> None:
-        """Push the lease's expiry forward. Raises LeaseLost."""
-        now = utcnow()
+        """Push the lease's expiry forward (by the database's clock). Raises LeaseLost."""
         with session_scope() as s:
+            now = db_now(s)
             res = s.execute(
                 self._fenced().values(lease_expires_at=now + timedelta(seconds=self.lease_seconds))
             )
             if rows_changed(res) != 1:
                 raise LeaseLost(self.claim.job_id)
 
-    def cancel_requested(self) -> bool:
-        """Whether a cancel was asked for (a read, no write). Raises LeaseLost."""
+    def flags(self) -> tuple[bool, bool]:
+        """(cancel requested, release requested): a read, no write. Raises LeaseLost."""
         with session_scope() as s:
             row = s.execute(
-                select(Job.status, Job.lease_token, Job.cancel_requested).where(
-                    Job.id == self.claim.job_id
-                )
+                select(
+                    Job.status, Job.lease_token, Job.cancel_requested, Job.release_requested
+                ).where(Job.id == self.claim.job_id)
             ).one_or_none()
         if row is None or row.status != "running" or row.lease_token != self.claim.token:
             raise LeaseLost(self.claim.job_id)
-        return bool(row.cancel_requested)
+        return bool(row.cancel_requested), bool(row.release_requested)
+
+    def release(self, *, message: str, data: dict[str, Any] | None = None) -> bool:
+        """Hand the job back (``running → queued``) and send it again; the attempt is not
+        counted. False when the lease was already lost."""
+        with session_scope() as s:
+            now = db_now(s)
+            res = s.execute(
+                self._fenced().values(
+                    status="queued",
+                    attempt=Job.attempt - 1,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    worker_id=None,
+                    release_requested=False,
+                    enqueued_at=now,
+                    updated_at=now,
+                )
+            )
+            if rows_changed(res) != 1:
+                return False
+            s.add(JobEvent(job_id=self.claim.job_id, kind="released", message=message, data=data))
+            enqueue_after_commit(s, TRAIN_TASK, [self.claim.job_id])
+        return True
 
     def write_progress(
         self,

@@ -19,6 +19,10 @@ from worker.training.callbacks import TrainingCancelled
 log = logging.getLogger(__name__)
 
 
+class TrainingReleased(Exception):
+    """The worker is shutting down: stop at a step boundary and hand the job back."""
+
+
 class Heartbeat(threading.Thread):
     def __init__(self, store: JobStore, *, lease_seconds: int, poll_seconds: float = 1.0) -> None:
         super().__init__(name="tuneserve-heartbeat", daemon=True)
@@ -26,6 +30,7 @@ class Heartbeat(threading.Thread):
         self.renew_every = max(1.0, lease_seconds / 3)
         self.poll_seconds = poll_seconds
         self.cancel_requested = threading.Event()
+        self.release_requested = threading.Event()
         self.lease_lost = threading.Event()
         self._halt = threading.Event()
 
@@ -37,8 +42,11 @@ class Heartbeat(threading.Thread):
                 if now - last_renewal >= self.renew_every:
                     self.store.renew_lease()
                     last_renewal = now
-                if self.store.cancel_requested():
+                cancel, release = self.store.flags()
+                if cancel:
                     self.cancel_requested.set()
+                if release:
+                    self.release_requested.set()
             except LeaseLost:
                 self.lease_lost.set()
                 return
@@ -69,6 +77,8 @@ class DbCallbacks:
             raise LeaseLost(self.store.claim.job_id)
         if self.heartbeat.cancel_requested.is_set():
             raise TrainingCancelled("cancel requested")
+        if self.heartbeat.release_requested.is_set():
+            raise TrainingReleased("the worker is shutting down")
 
     def _flush(self) -> None:
         self.store.write_progress(

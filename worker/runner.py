@@ -24,7 +24,7 @@ from app.jobs.strategies import Hyperparameters, StrategyConfig
 from app.models.orm import Model
 from app.storage import Storage
 from worker.job_store import Claim, JobStore, LeaseLost, claim
-from worker.progress import DbCallbacks, Heartbeat
+from worker.progress import DbCallbacks, Heartbeat, TrainingReleased
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         hp = Hyperparameters.model_validate(job.hyperparameters)
         label_names = sorted(train_ds.labels)
         train, validation = _examples(job, train_ds, val_ds, storage, label_names, hp)
+        aux_texts = _aux_texts(strategy.aux_dataset_ids(), storage)
 
         from worker.training.loop import train_model
 
@@ -81,6 +82,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             strategy=strategy,
             hp=hp,
             callbacks=callbacks,
+            aux_texts=aux_texts,
         )
         metrics = dict(callbacks.latest)
         metrics.update({k: v for k, v in trained.metrics.items() if isinstance(v, (int, float))})
@@ -123,6 +125,10 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         staging = None  # registered: it is the model now
         log.info("job %s succeeded: model %s %s", job.id, model_id, metrics)
         return "succeeded"
+    except TrainingReleased:
+        store.release(message="The worker is shutting down; the job goes back to the queue.")
+        log.info("job %s released (worker shutting down)", won.job_id)
+        return "released"
     except TrainingCancelled:
         store.finish(status="cancelled", code=None, message="Cancelled while running.")
         log.info("job %s cancelled", won.job_id)
@@ -168,6 +174,21 @@ def _load_rows(job_id: str) -> tuple[Job, Dataset, Dataset | None]:
             raise JobInputError(f"Validation dataset {job.validation_dataset_id!r} was deleted.")
         s.expunge_all()
         return job, train_ds, val_ds
+
+
+def _aux_texts(ids: dict[str, str], storage: Storage) -> dict[str, list[str]]:
+    """The texts of each extra dataset a strategy reads (e.g. dann's target domain)."""
+    import pyarrow.parquet as pq
+
+    texts: dict[str, list[str]] = {}
+    with session_scope() as s:
+        for field, dataset_id in ids.items():
+            ds = s.get(Dataset, dataset_id)
+            if ds is None or ds.deleted_at is not None:
+                raise JobInputError(f"Dataset {dataset_id!r} ({field}) was deleted.")
+            path = storage.path(ds.storage_path)
+            texts[field] = [str(t) for t in pq.read_table(path, columns=["text"]).column(0)]
+    return texts
 
 
 def _examples(

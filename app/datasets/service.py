@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -139,14 +139,7 @@ def preview(dataset: Dataset, *, storage: Storage, limit: int) -> tuple[list[str
 def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
     """Mark the dataset deleted (409 while an unfinished job uses it); files go after commit."""
     dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
-    active = session.scalar(
-        select(Job.id)
-        .where(
-            Job.status.in_(ACTIVE_JOB_STATUSES),
-            or_(Job.dataset_id == dataset.id, Job.validation_dataset_id == dataset.id),
-        )
-        .limit(1)
-    )
+    active = _active_job_using(session, tenant_id=tenant_id, dataset_id=dataset.id)
     if active is not None:
         raise Conflict(
             f"Dataset {dataset_id!r} is used by job {active!r}, which has not finished; "
@@ -158,6 +151,20 @@ def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Data
     dataset.status = "deleted"
     session.flush()
     return dataset
+
+
+def _active_job_using(session: Session, *, tenant_id: str, dataset_id: str) -> str | None:
+    """An unfinished job that reads the dataset (as data, validation or a strategy's aux)."""
+    rows = session.execute(
+        select(Job.id, Job.dataset_id, Job.validation_dataset_id, Job.strategy).where(
+            Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_JOB_STATUSES)
+        )
+    )
+    for job_id, main_id, validation_id, strategy in rows:
+        aux_ids = {v for k, v in (strategy or {}).items() if k.endswith("_dataset_id")}
+        if dataset_id in {main_id, validation_id} | aux_ids:
+            return str(job_id)
+    return None
 
 
 def remove_files(dataset: Dataset, *, storage: Storage) -> None:

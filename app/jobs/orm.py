@@ -52,6 +52,10 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=2)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: set when the worker holding the job shuts down: the loop checkpoints and hands it back
+    release_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when a ``train`` message was last sent for the job (the reaper re-sends lost ones)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)

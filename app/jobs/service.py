@@ -70,6 +70,21 @@ def validate_submission(
             f"one of: {', '.join(sorted(strategy.supported_tasks))}.",
             details={"field": "dataset_id"},
         )
+    for field, required_task in strategy.aux_datasets.items():
+        aux_id = getattr(strategy, field, None)
+        if not aux_id:
+            raise InvalidInput(
+                f"Strategy {strategy.name!r} needs strategy.{field}: a {required_task} dataset.",
+                details={"field": f"strategy.{field}"},
+            )
+        aux = _dataset_for_job(
+            session, tenant_id=tenant_id, dataset_id=aux_id, field=f"strategy.{field}"
+        )
+        if aux.task != required_task:
+            raise InvalidInput(
+                f"strategy.{field} must be a {required_task} dataset; {aux_id!r} is {aux.task}.",
+                details={"field": f"strategy.{field}"},
+            )
     if len(dataset.labels) < 2:
         raise InvalidInput(
             "The dataset needs at least two labels.", details={"field": "dataset_id"}
@@ -132,6 +147,7 @@ def create_job(
         metrics={},
         attempt=0,
         max_attempts=settings.max_attempts,
+        enqueued_at=utcnow(),
     )
     session.add(job)
     try:

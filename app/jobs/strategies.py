@@ -14,17 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field
 TextTask = Literal[
     "text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text"
 ]
+LABELED_TEXT_TASKS = frozenset(
+    {"text-classification", "text-multilabel", "text-pair-classification"}
+)
 
 
 class _Strategy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: tasks the strategy can train on
-    supported_tasks: ClassVar[frozenset[str]] = frozenset(
-        {"text-classification", "text-multilabel", "text-pair-classification"}
-    )
+    supported_tasks: ClassVar[frozenset[str]] = LABELED_TEXT_TASKS
     #: learning rate used when ``hyperparameters.learning_rate`` is not given
     default_learning_rate: ClassVar[float] = 2e-5
+    #: fields naming another dataset the job needs, and the task that dataset must have
+    aux_datasets: ClassVar[dict[str, str]] = {}
+
+    def aux_dataset_ids(self) -> dict[str, str]:
+        """``{field: dataset_id}`` of the other datasets this strategy reads."""
+        return {f: str(getattr(self, f)) for f in self.aux_datasets if getattr(self, f, None)}
 
 
 class FullStrategy(_Strategy):
@@ -58,9 +65,172 @@ class LinearProbeStrategy(_Strategy):
     )
 
 
-StrategyConfig = Annotated[FullStrategy | LinearProbeStrategy, Field(discriminator="name")]
+class PartialStrategy(_Strategy):
+    """Embeddings and lower layers frozen; the top ``trainable_layers`` and the head train."""
 
-STRATEGY_NAMES: frozenset[str] = frozenset({"full", "linear_probe"})
+    name: Literal["partial"] = "partial"
+    default_learning_rate: ClassVar[float] = 5e-5
+    trainable_layers: int = Field(
+        2,
+        ge=0,
+        le=128,
+        description="Encoder layers, counted from the top, that train with the head; the "
+        "embeddings and every layer below stay frozen (bit-identical). 0 trains the head (and "
+        "pooler) only; more than the model has trains every layer but the embeddings.",
+    )
+
+
+class GradualUnfreezeStrategy(_Strategy):
+    """ULMFiT: the head first, then one more layer group every few epochs, top down."""
+
+    name: Literal["gradual_unfreeze"] = "gradual_unfreeze"
+    default_learning_rate: ClassVar[float] = 5e-5
+    unfreeze_every: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="How many epochs (or steps, see unfreeze_unit) each phase lasts before "
+        "the next layer group, from the top down, joins training (embeddings last).",
+    )
+    unfreeze_unit: Literal["epoch", "step"] = Field(
+        "epoch", description="Whether unfreeze_every counts epochs or optimisation steps."
+    )
+    lr_decay_factor: float = Field(
+        2.6,
+        ge=1.0,
+        le=100.0,
+        description="Discriminative learning rates: each lower layer group's rate is the rate "
+        "of the group above divided by this factor (ULMFiT's 2.6). 1.0 turns it off.",
+    )
+    slanted_triangular: bool = Field(
+        True,
+        description="ULMFiT's slanted-triangular schedule (a short linear rise over cut_frac "
+        "of the steps, then a long linear decay) instead of warmup + linear decay.",
+    )
+    cut_frac: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of steps spent rising (slanted triangular)."
+    )
+
+
+class LoraStrategy(_Strategy):
+    """PEFT LoRA adapters on the attention projections plus a trained head; base frozen."""
+
+    name: Literal["lora"] = "lora"
+    default_learning_rate: ClassVar[float] = 5e-4
+    r: int = Field(8, ge=1, le=256, description="Rank of the LoRA update matrices.")
+    alpha: int = Field(
+        16, ge=1, le=1024, description="LoRA scaling numerator: updates are scaled by alpha/r."
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch input.")
+    target_modules: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Module names to adapt; null picks a sensible default per architecture "
+        "(BERT family: query and value projections).",
+    )
+
+
+class DannStrategy(_Strategy):
+    """Domain-adversarial adaptation (Ganin & Lempitsky 2015) to an unlabeled target domain."""
+
+    name: Literal["dann"] = "dann"
+    supported_tasks: ClassVar[frozenset[str]] = frozenset({"text-classification"})
+    aux_datasets: ClassVar[dict[str, str]] = {"target_dataset_id": "unlabeled-text"}
+    target_dataset_id: str = Field(
+        description="An unlabeled-text dataset from the target domain (required)."
+    )
+    domain_loss_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=10.0,
+        description="Final weight of the reversed domain gradient; the weight ramps up as "
+        "weight * (2 / (1 + exp(-gamma * p)) - 1) over training progress p.",
+    )
+    gamma: float = Field(10.0, gt=0.0, le=100.0, description="Steepness of that ramp.")
+
+
+class DaptStrategy(_Strategy):
+    """Continued masked-LM pretraining on in-domain text, then a downstream strategy."""
+
+    name: Literal["dapt"] = "dapt"
+    aux_datasets: ClassVar[dict[str, str]] = {"unlabeled_dataset_id": "unlabeled-text"}
+    unlabeled_dataset_id: str = Field(
+        description="An unlabeled-text dataset of in-domain text for the masked-LM phase."
+    )
+    mlm_steps: int = Field(
+        500, ge=1, le=1_000_000, description="Optimisation steps of masked-LM training."
+    )
+    mlm_probability: float = Field(
+        0.15,
+        gt=0.0,
+        lt=1.0,
+        description="Share of tokens masked (of those: 80% [MASK], 10% random, 10% kept).",
+    )
+    mlm_learning_rate: float = Field(
+        5e-5, gt=0.0, le=1.0, description="Peak learning rate of the masked-LM phase."
+    )
+    then: Literal["full", "partial", "lora", "linear_probe"] = Field(
+        "full",
+        description="The downstream strategy run on the adapted encoder in the same job, "
+        "with its default settings and the job's hyperparameters.",
+    )
+
+
+class ContrastiveStrategy(_Strategy):
+    """SetFit-style few-shot: contrastive pair fine-tuning of the encoder, then a head."""
+
+    name: Literal["contrastive"] = "contrastive"
+    supported_tasks: ClassVar[frozenset[str]] = frozenset({"text-classification"})
+    num_pairs: int = Field(
+        2000,
+        ge=10,
+        le=200_000,
+        description="Positive and negative pairs sampled (half each, bounded; never all "
+        "O(n^2) pairs) for the contrastive phase.",
+    )
+    pair_epochs: int = Field(
+        1, ge=1, le=20, description="Passes over the sampled pairs (cosine-similarity loss)."
+    )
+    pair_learning_rate: float = Field(
+        2e-5, gt=0.0, le=1.0, description="Learning rate of the contrastive phase."
+    )
+    default_learning_rate: ClassVar[float] = 1e-2
+
+
+StrategyConfig = Annotated[
+    FullStrategy
+    | LinearProbeStrategy
+    | PartialStrategy
+    | GradualUnfreezeStrategy
+    | LoraStrategy
+    | DannStrategy
+    | DaptStrategy
+    | ContrastiveStrategy,
+    Field(discriminator="name"),
+]
+AnyStrategy = (
+    FullStrategy
+    | LinearProbeStrategy
+    | PartialStrategy
+    | GradualUnfreezeStrategy
+    | LoraStrategy
+    | DannStrategy
+    | DaptStrategy
+    | ContrastiveStrategy
+)
+
+STRATEGY_NAMES: frozenset[str] = frozenset(
+    {
+        "full",
+        "linear_probe",
+        "partial",
+        "gradual_unfreeze",
+        "lora",
+        "dann",
+        "dapt",
+        "contrastive",
+    }
+)
 
 
 class Hyperparameters(BaseModel):
@@ -75,7 +245,8 @@ class Hyperparameters(BaseModel):
         gt=0.0,
         le=1.0,
         description="Peak learning rate; null takes the strategy's default "
-        "(full: 2e-5, linear_probe: 1e-2).",
+        "(full 2e-5, partial and gradual_unfreeze 5e-5, lora 5e-4, linear_probe and the "
+        "head of contrastive 1e-2, dann 2e-5, dapt: its downstream strategy's).",
     )
     max_length: int = Field(
         256,
@@ -100,7 +271,7 @@ class Hyperparameters(BaseModel):
         1.0, gt=0.0, le=100.0, description="Gradient clipping by global norm."
     )
 
-    def effective_learning_rate(self, strategy: FullStrategy | LinearProbeStrategy) -> float:
+    def effective_learning_rate(self, strategy: AnyStrategy) -> float:
         return (
             self.learning_rate
             if self.learning_rate is not None

@@ -140,7 +140,16 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _base_dir(manifest: dict[str, Any], resolve_base: Callable[[str], Path | None] | None) -> Path:
+def _base_dir(
+    manifest: dict[str, Any],
+    resolve_base: Callable[[str], Path | None] | None,
+    model_dir: Path,
+) -> Path:
+    if manifest.get("backbone"):  # the encoder trained with the head ships inside the artifact
+        inner = (model_dir / str(manifest["backbone"])).resolve()
+        if not inner.is_relative_to(model_dir.resolve()) or not inner.is_dir():
+            raise ArtifactError(f"the artifact's encoder {manifest['backbone']!r} is missing")
+        return inner
     base = manifest.get("base_model") or {}
     resolved = resolve_base(base["id"]) if resolve_base and base.get("id") else None
     if resolved is None and base.get("path"):
@@ -170,7 +179,7 @@ def load_predictor(
     else:
         spec = manifest["head"]
         backbone = AutoModel.from_pretrained(
-            _base_dir(manifest, resolve_base), use_safetensors=True, dtype=torch.float32
+            _base_dir(manifest, resolve_base, model_dir), use_safetensors=True, dtype=torch.float32
         )
         if getattr(backbone.config, "hidden_size", None) != int(spec["in_features"]):
             raise ArtifactError("the base model's hidden size does not match the head")

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from app.jobs.strategies import AnyStrategy, Hyperparameters
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
 from worker.training.device import autocast, seed_everything, select_device
@@ -42,6 +42,8 @@ class TrainingSetup:
     callbacks: TrainingCallbacks
     device: torch.device
     tokenizer: Any
+    #: texts of the other datasets a strategy reads, by config field (e.g. ``target_dataset_id``)
+    aux_texts: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def multilabel(self) -> bool:
@@ -70,6 +72,9 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)
     #: ``head`` only: how token states were pooled into the head's input
     pooling: str | None = None
+    #: ``head`` only: an encoder changed by training (contrastive, dapt), saved inside the
+    #: artifact under ``encoder/``; None means the head sits on the unchanged base
+    backbone: nn.Module | None = None
 
 
 def train_model(
@@ -79,10 +84,11 @@ def train_model(
     label_names: list[str],
     train: Examples,
     validation: Examples,
-    strategy: FullStrategy | LinearProbeStrategy,
+    strategy: AnyStrategy,
     hp: Hyperparameters,
     callbacks: TrainingCallbacks,
     device: torch.device | None = None,
+    aux_texts: dict[str, list[str]] | None = None,
 ) -> TrainedModel:
     """Fine-tune the base model in ``base_model_dir`` with ``strategy``; see the module doc."""
     # imported here: strategy modules import this module for ``fit`` and the dataclasses
@@ -107,6 +113,7 @@ def train_model(
         callbacks=callbacks,
         device=select_device(device),
         tokenizer=AutoTokenizer.from_pretrained(base_model_dir),
+        aux_texts=dict(aux_texts or {}),
     )
     return get_strategy(strategy.name).train(setup, strategy)
 

@@ -1,0 +1,182 @@
+"""The reaper: every job ends ``succeeded``, ``failed`` or ``cancelled`` on its own.
+
+Run periodically (Celery beat sends ``tuneserve.reap`` to the ``maintenance`` queue). Each pass:
+
+1. A ``running`` job whose lease expired (its worker died, or lost the database) goes back to
+   ``queued`` and is sent again while ``attempt < max_attempts``; it resumes from its last
+   checkpoint. Otherwise it fails with ``worker_lost``. Both are conditional UPDATEs on the old
+   lease token, so two reapers never act twice.
+2. A ``queued`` job whose ``train`` message is no longer in the broker (a Redis restart without
+   persistence) is sent again. Duplicates are harmless: the claim is conditional.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.config import get_settings
+from app.db import db_now, rows_changed, session_scope
+from app.orm import Job, JobEvent
+from app.tasks import TRAIN_QUEUE, TRAIN_TASK, enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+_JOB_ID = re.compile(rb"job_[0-9a-f]{24}")
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requeued": self.requeued, "failed": self.failed, "resent": self.resent}
+
+
+def jobs_in_broker() -> set[str] | None:
+    """Job ids with a ``train`` message waiting or unacknowledged in Redis; None if unknown."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(get_settings().celery_broker_url, socket_timeout=5)
+        found: set[str] = set()
+        for key in client.scan_iter(match=f"{TRAIN_QUEUE}*", count=100):
+            if client.type(key) == b"list":
+                for raw in client.lrange(key, 0, -1):
+                    found.update(m.decode() for m in _JOB_ID.findall(_decoded(raw)))
+        for raw in client.hvals("unacked"):
+            found.update(m.decode() for m in _JOB_ID.findall(_decoded(raw)))
+        return found
+    except Exception:
+        log.warning("could not inspect the broker's queues", exc_info=True)
+        return None
+
+
+def _decoded(raw: bytes | str) -> bytes:
+    """Message bodies are base64 inside the JSON envelope; look in both."""
+    import base64
+
+    out = raw.encode() if isinstance(raw, str) else raw
+    try:
+        envelope = json.loads(raw)
+        message = envelope[0] if isinstance(envelope, list) else envelope
+        body = message.get("body", "") if isinstance(message, dict) else ""
+        out += base64.b64decode(body) if body else b""
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return out
+
+
+def reap_once() -> ReapReport:
+    report = ReapReport()
+    settings = get_settings()
+    with session_scope() as s:
+        now = db_now(s)
+        expired = s.execute(
+            select(Job.id, Job.lease_token, Job.attempt, Job.max_attempts).where(
+                Job.status == "running", Job.lease_expires_at < now
+            )
+        ).all()
+        for job_id, token, attempt, max_attempts in expired:
+            fenced = update(Job).where(
+                Job.id == job_id, Job.status == "running", Job.lease_token == token
+            )
+            if attempt < max_attempts:
+                res = s.execute(
+                    fenced.values(
+                        status="queued",
+                        lease_token=None,
+                        lease_expires_at=None,
+                        worker_id=None,
+                        release_requested=False,
+                        enqueued_at=now,
+                        updated_at=now,
+                    )
+                )
+                if rows_changed(res):
+                    s.add(
+                        JobEvent(
+                            job_id=job_id,
+                            kind="requeued",
+                            message=f"The worker was lost (lease expired) during attempt "
+                            f"{attempt}; the job is queued again and resumes from its "
+                            "last checkpoint.",
+                            data={"attempt": attempt, "reason": "worker_lost"},
+                        )
+                    )
+                    enqueue_after_commit(s, TRAIN_TASK, [job_id])
+                    report.requeued.append(job_id)
+            else:
+                message = (
+                    f"The worker running this job was lost {attempt} times (max_attempts="
+                    f"{max_attempts}); it may be killing its worker (for example by running "
+                    "out of memory: try a smaller batch_size or max_length)."
+                )
+                res = s.execute(
+                    fenced.values(
+                        status="failed",
+                        error_code="worker_lost",
+                        error_message=message,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                )
+                if rows_changed(res):
+                    s.add(
+                        JobEvent(
+                            job_id=job_id,
+                            kind="failed",
+                            message=message,
+                            data={"attempt": attempt, "reason": "worker_lost"},
+                        )
+                    )
+                    report.failed.append(job_id)
+
+        stale = now - timedelta(seconds=settings.resend_after_s)
+        waiting = s.scalars(
+            select(Job.id).where(
+                Job.status == "queued",
+                Job.cancel_requested.is_(False),
+                (Job.enqueued_at.is_(None)) | (Job.enqueued_at < stale),
+            )
+        ).all()
+        if waiting:
+            present = jobs_in_broker()
+            for job_id in waiting:
+                if present is not None and job_id in present:
+                    continue
+                res = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(enqueued_at=now)
+                )
+                if rows_changed(res):
+                    enqueue_after_commit(s, TRAIN_TASK, [job_id])
+                    report.resent.append(job_id)
+    if report.requeued or report.failed or report.resent:
+        log.info("reaper: %s", report.as_dict())
+    return report
+
+
+def request_release(main_pid: int) -> int:
+    """Ask every job held by the children of worker ``main_pid`` to checkpoint and go back to
+    the queue (called when that worker is told to shut down). Returns how many."""
+    from worker.job_store import worker_prefix
+
+    with session_scope() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.status == "running", Job.worker_id.like(f"{worker_prefix(main_pid)}%"))
+            .values(release_requested=True)
+        )
+        return rows_changed(res)
