@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy import select, update
 from app.config import get_settings
 from app.db import db_now, rows_changed, session_scope
 from app.orm import Job, JobEvent
+from app.storage import Storage
 from app.tasks import TRAIN_QUEUE, TRAIN_TASK, enqueue_after_commit
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,10 @@ def reap_once() -> ReapReport:
                 if rows_changed(res):
                     enqueue_after_commit(s, TRAIN_TASK, [job_id])
                     report.resent.append(job_id)
+    for job_id in report.failed:  # it will never resume: its checkpoints can go
+        shutil.rmtree(
+            Storage.from_settings(settings).path(f"checkpoints/{job_id}"), ignore_errors=True
+        )
     if report.requeued or report.failed or report.resent:
         log.info("reaper: %s", report.as_dict())
     return report

@@ -14,13 +14,9 @@ import time
 from typing import Any
 
 from worker.job_store import JobStore, LeaseLost
-from worker.training.callbacks import TrainingCancelled
+from worker.training.callbacks import TrainingCancelled, TrainingReleased
 
 log = logging.getLogger(__name__)
-
-
-class TrainingReleased(Exception):
-    """The worker is shutting down: stop at a step boundary and hand the job back."""
 
 
 class Heartbeat(threading.Thread):

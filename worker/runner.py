@@ -24,7 +24,7 @@ from app.jobs.strategies import Hyperparameters, StrategyConfig
 from app.models.orm import Model
 from app.storage import Storage
 from worker.job_store import Claim, JobStore, LeaseLost, claim
-from worker.progress import DbCallbacks, Heartbeat, TrainingReleased
+from worker.progress import DbCallbacks, Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,16 @@ def run(job_id: str) -> str | None:
 def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | None:
     import torch
 
-    from worker.training.callbacks import TrainingCancelled
+    from worker.training.callbacks import TrainingCancelled, TrainingReleased
+    from worker.training.checkpoint import Checkpointer
 
     settings = get_settings()
     storage = Storage.from_settings(settings)
     staging: Path | None = None
+    checkpoints = Checkpointer(
+        storage.path(f"checkpoints/{won.job_id}"), every_steps=settings.checkpoint_every_steps
+    )
+    keep_checkpoints = False  # only a job that will resume keeps them
     try:
         job, train_ds, val_ds = _load_rows(won.job_id)
         base = get_base_model(settings, job.base_model)
@@ -83,6 +88,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             hp=hp,
             callbacks=callbacks,
             aux_texts=aux_texts,
+            checkpoint=checkpoints,
         )
         metrics = dict(callbacks.latest)
         metrics.update({k: v for k, v in trained.metrics.items() if isinstance(v, (int, float))})
@@ -126,7 +132,11 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         log.info("job %s succeeded: model %s %s", job.id, model_id, metrics)
         return "succeeded"
     except TrainingReleased:
-        store.release(message="The worker is shutting down; the job goes back to the queue.")
+        keep_checkpoints = True
+        store.release(
+            message="The worker is shutting down; the job goes back to the queue and resumes "
+            "from its checkpoint."
+        )
         log.info("job %s released (worker shutting down)", won.job_id)
         return "released"
     except TrainingCancelled:
@@ -134,6 +144,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         log.info("job %s cancelled", won.job_id)
         return "cancelled"
     except LeaseLost:
+        keep_checkpoints = True  # whoever holds the job now may resume from them
         log.warning("job %s: lease lost; stopped without further writes", won.job_id)
         return None
     except torch.OutOfMemoryError:
@@ -155,6 +166,8 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if not keep_checkpoints:
+            checkpoints.remove_all()
 
 
 def _fail(store: JobStore, code: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,12 +27,36 @@ class Stack:
     headers: dict[str, str]
     data_dir: Path
     env: dict[str, str]
-    worker_log: Path
+    worker: WorkerProcess
+
+    @property
+    def worker_log(self) -> Path:
+        return self.worker.log
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
+class WorkerProcess:
+    """A real ``celery worker`` subprocess (its own process group) that tests can kill."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        queues: str = "train,infer",
+        concurrency: int = 2,
+        beat: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.env, self.log_dir = env, log_dir
+        self.queues, self.concurrency, self.beat, self.extra = queues, concurrency, beat, extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = log_dir / "worker-0.log"
+        self.starts = 0
+
+    def start(self, timeout: float = 90) -> None:
+        self.starts += 1
+        self.log = self.log_dir / f"worker-{self.starts}.log"
+        cmd = [
             sys.executable,
             "-m",
             "celery",
@@ -39,44 +64,88 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             "worker.celery_app",
             "worker",
             "-Q",
-            "train,infer",
+            self.queues,
             "-c",
-            "2",
+            str(self.concurrency),
             "-n",
-            f"itest-{os.getpid()}@%h",
+            f"itest-{os.getpid()}-{self.starts}@%h",
             "--loglevel",
             "INFO",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+            *self.extra,
+        ]
+        if self.beat:
+            cmd += ["-B", "--schedule", str(self.log_dir / f"beat-{self.starts}")]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            if " ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.tail()}")
 
+    def tail(self, chars: int = 4000) -> str:
+        logs = sorted(self.log_dir.glob("worker-*.log"))
+        return "".join(p.read_text(errors="replace") for p in logs)[-chars:]
 
-def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if " ready." in log.read_text(errors="replace"):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"worker not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+    def children(self) -> list[int]:
+        """Pool processes: children of the main process."""
+        if self.proc is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
 
+    def kill_children(self) -> int:
+        """SIGKILL every pool process (an OOM kill, say); the main process lives on."""
+        pids = self.children()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(pids)
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    def kill_all(self) -> None:
+        """SIGKILL the whole worker (the machine is lost)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM to the main process only (a warm shutdown, as Docker/Kubernetes do)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+        # reap any orphaned pool child of a killed main process
+        for pid in self.children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +173,13 @@ def stack(
         "TOKENIZERS_PARALLELISM": "false",
     }
     env = {**os.environ, **values, "PYTHONPATH": str(ROOT)}
-    log = root / "worker.log"
     mp = pytest.MonkeyPatch()
     for key, value in values.items():
         mp.setenv(key, value)
     reset_caches()
-    proc = _start_worker(env, log)
+    worker = WorkerProcess(env, root)
     try:
-        _wait_ready(proc, log)
+        worker.start()
         from app.db import session_scope
         from app.main import create_app
         from app.tenants.service import create_key
@@ -124,10 +192,10 @@ def stack(
                 headers={"Authorization": f"Bearer {key}"},
                 data_dir=root / "data",
                 env=env,
-                worker_log=log,
+                worker=worker,
             )
     finally:
-        stop_worker(proc)
+        worker.stop()
         reset_caches()
         truncate_all(postgres_url)
         redis.Redis.from_url(broker).flushdb()

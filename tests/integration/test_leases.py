@@ -22,8 +22,14 @@ def env(
 ) -> Iterator[str]:
     db_url = str(request.getfixturevalue(f"{request.param}_url"))
     broker = f"{redis_url}/{REDIS_DB}"
-    configure(monkeypatch, db_url=db_url, data_dir=tmp_path / "data", broker_url=broker,
-              lease_seconds="30", resend_after_s="0")
+    configure(
+        monkeypatch,
+        db_url=db_url,
+        data_dir=tmp_path / "data",
+        broker_url=broker,
+        lease_seconds="30",
+        resend_after_s="0",
+    )
     redis.Redis.from_url(broker).flushdb()
     yield db_url
     reset_caches()
@@ -39,15 +45,33 @@ def make_jobs(n: int, *, status: str = "queued") -> list[str]:
     ids = []
     with session_scope() as s:
         tenant = get_or_create_tenant(s, name="leases")
-        ds = Dataset(tenant_id=tenant.id, name="d", task="text-classification", format="csv",
-                     filename="d.csv", size_bytes=1, sha256="0" * 64, num_rows=10,
-                     labels=["a", "b"], storage_path="datasets/x/data.parquet")
+        ds = Dataset(
+            tenant_id=tenant.id,
+            name="d",
+            task="text-classification",
+            format="csv",
+            filename="d.csv",
+            size_bytes=1,
+            sha256="0" * 64,
+            num_rows=10,
+            labels=["a", "b"],
+            storage_path="datasets/x/data.parquet",
+        )
         s.add(ds)
         s.flush()
         for _ in range(n):
-            job = Job(tenant_id=tenant.id, status=status, base_model="tiny", task=ds.task,
-                      dataset_id=ds.id, strategy={"name": "full"}, hyperparameters={},
-                      progress={}, metrics={}, enqueued_at=utcnow())
+            job = Job(
+                tenant_id=tenant.id,
+                status=status,
+                base_model="tiny",
+                task=ds.task,
+                dataset_id=ds.id,
+                strategy={"name": "full"},
+                hyperparameters={},
+                progress={},
+                metrics={},
+                enqueued_at=utcnow(),
+            )
             s.add(job)
             s.flush()
             ids.append(job.id)

@@ -142,6 +142,7 @@ class FullFineTune:
             multilabel=setup.multilabel,
             callbacks=setup.callbacks,
             device=device,
+            checkpoint=setup.checkpoint,
         )
         model.eval()
         return TrainedModel(

@@ -142,6 +142,7 @@ class LinearProbe:
             multilabel=setup.multilabel,
             callbacks=setup.callbacks,
             device=device,
+            checkpoint=setup.checkpoint,
         )
         head.eval()
         return TrainedModel(

@@ -13,6 +13,11 @@ class TrainingCancelled(Exception):
     """Raised by a callback to stop training at a step boundary; propagates out of the loop."""
 
 
+class TrainingReleased(Exception):
+    """Raised by a callback when the worker shuts down: the loop saves a checkpoint at this
+    step boundary and propagates it; the job goes back to the queue and resumes elsewhere."""
+
+
 class TrainingCallbacks(Protocol):
     def on_train_begin(self, *, total_steps: int, epochs: int) -> None: ...
 

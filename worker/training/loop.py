@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from app.jobs.strategies import AnyStrategy, Hyperparameters
-from worker.training.callbacks import TrainingCallbacks
+from worker.training.callbacks import TrainingCallbacks, TrainingReleased
+from worker.training.checkpoint import Checkpointer, ResumeState
 from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
 from worker.training.device import autocast, seed_everything, select_device
 from worker.training.metrics import loss_fn, validation_metrics
@@ -44,6 +45,8 @@ class TrainingSetup:
     tokenizer: Any
     #: texts of the other datasets a strategy reads, by config field (e.g. ``target_dataset_id``)
     aux_texts: dict[str, list[str]] = field(default_factory=dict)
+    #: where the job's checkpoints go (None: no checkpoints, e.g. in tests and benchmarks)
+    checkpoint: Checkpointer | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -89,6 +92,7 @@ def train_model(
     callbacks: TrainingCallbacks,
     device: torch.device | None = None,
     aux_texts: dict[str, list[str]] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainedModel:
     """Fine-tune the base model in ``base_model_dir`` with ``strategy``; see the module doc."""
     # imported here: strategy modules import this module for ``fit`` and the dataclasses
@@ -114,6 +118,7 @@ def train_model(
         device=select_device(device),
         tokenizer=AutoTokenizer.from_pretrained(base_model_dir),
         aux_texts=dict(aux_texts or {}),
+        checkpoint=checkpoint,
     )
     return get_strategy(strategy.name).train(setup, strategy)
 
@@ -152,17 +157,33 @@ def fit(
     multilabel: bool,
     callbacks: TrainingCallbacks,
     device: torch.device,
+    checkpoint: Checkpointer | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` (the trainable part) for ``epochs``; returns per-epoch metrics."""
+    """Train ``model`` (the trainable part) for ``epochs``; returns per-epoch metrics.
+
+    With a ``checkpoint``, the loop resumes from its latest checkpoint (weights, optimizer,
+    scheduler, RNG states, the data order and position) and saves one every
+    ``checkpoint.every_steps`` steps, at each epoch end, and when a callback raises
+    :class:`TrainingReleased`.
+    """
     total_steps = epochs * len(train_loader)
+    order = getattr(train_loader, "generator", None)  # the shuffling generator, if any
+    resume = _resume(checkpoint, model, optimizer, scheduler, callbacks)
     callbacks.on_train_begin(total_steps=total_steps, epochs=epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    history: list[dict[str, float]] = []
-    step = 0
-    for epoch in range(1, epochs + 1):
+    history: list[dict[str, float]] = list(resume.history) if resume else []
+    step = resume.step if resume else 0
+    for epoch in range(resume.epoch if resume else 1, epochs + 1):
+        skip = resume.batch if resume is not None and epoch == resume.epoch else 0
+        saved_order = resume.epoch_generator_state if resume and epoch == resume.epoch else None
+        if order is not None and saved_order is not None:
+            order.set_state(saved_order)
+        epoch_order = order.get_state() if order is not None else None
         model.train()
-        loss_sum, batches = 0.0, 0
-        for inputs, labels in train_loader:
+        loss_sum, batches = (resume.loss_sum, skip) if skip and resume else (0.0, 0)
+        for index, (inputs, labels) in enumerate(train_loader):
+            if index < skip:
+                continue  # done before the interruption; same order, so the same batches
             with autocast(device):
                 logits = forward(inputs)
             loss = loss_fn(logits, labels.to(device), multilabel=multilabel)
@@ -176,10 +197,51 @@ def fit(
             step += 1
             loss_value = float(loss.detach())
             loss_sum, batches = loss_sum + loss_value, batches + 1
-            callbacks.on_step_end(epoch=epoch, step=step, total_steps=total_steps, loss=loss_value)
+            state = ResumeState(epoch, step, index + 1, history, epoch_order, loss_sum)
+            try:
+                callbacks.on_step_end(
+                    epoch=epoch, step=step, total_steps=total_steps, loss=loss_value
+                )
+            except TrainingReleased:
+                if checkpoint is not None:
+                    checkpoint.save(
+                        model=model, optimizer=optimizer, scheduler=scheduler, state=state
+                    )
+                raise
+            last_batch = index + 1 == len(train_loader)
+            if checkpoint is not None and checkpoint.due(step) and not last_batch:
+                checkpoint.save(model=model, optimizer=optimizer, scheduler=scheduler, state=state)
         metrics = evaluate(forward, model, val_loader, multilabel=multilabel, device=device)
         metrics["train_loss"] = loss_sum / max(batches, 1)
         metrics["epoch"] = float(epoch)
         history.append(metrics)
+        if checkpoint is not None and epoch < epochs:
+            next_order = order.get_state() if order is not None else None
+            checkpoint.save(
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                state=ResumeState(epoch + 1, step, 0, history, next_order, 0.0),
+            )
         callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
     return history
+
+
+def _resume(
+    checkpoint: Checkpointer | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    callbacks: TrainingCallbacks,
+) -> ResumeState | None:
+    latest = checkpoint.latest() if checkpoint is not None else None
+    if checkpoint is None or latest is None:
+        return None
+    resume = checkpoint.restore(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+    callbacks.on_event(
+        "resumed",
+        f"Resumed from the checkpoint at step {resume.step} (epoch {resume.epoch}, "
+        f"batch {resume.batch}).",
+        {"step": resume.step, "epoch": resume.epoch, "batch": resume.batch},
+    )
+    return resume
