@@ -1,0 +1,122 @@
+"""Every strategy name runs end to end through the API on a real worker (tiny models)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import pytest
+
+from app.jobs.strategies import STRATEGY_NAMES
+from tests.integration.conftest import Stack
+from worker.testing import learnable_examples
+
+pytestmark = pytest.mark.integration
+
+
+def _upload(stack: Stack, rows: list[list[str]], header: list[str], task: str) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
+        data={"task": task},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def datasets(stack: Stack) -> dict[str, str]:
+    texts, labels = learnable_examples(24, seed=11)
+    labeled = _upload(
+        stack,
+        [[t, y] for t, y in zip(texts, labels, strict=True)],
+        ["text", "label"],
+        "text-classification",
+    )
+    unlabeled_texts, _ = learnable_examples(30, seed=12)
+    unlabeled = _upload(stack, [[t] for t in unlabeled_texts], ["text"], "unlabeled-text")
+    return {"labeled": labeled, "unlabeled": unlabeled}
+
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "linear_probe": {},
+    "partial": {"trainable_layers": 1},
+    "gradual_unfreeze": {},
+    "lora": {"r": 4},
+    "dann": {"target_dataset_id": "{unlabeled}"},
+    "dapt": {"unlabeled_dataset_id": "{unlabeled}", "mlm_steps": 5, "then": "full"},
+    "contrastive": {"num_pairs": 40},
+}
+
+
+def test_the_table_covers_every_strategy() -> None:
+    assert set(STRATEGIES) == STRATEGY_NAMES
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_end_to_end(stack: Stack, datasets: dict[str, str], name: str) -> None:
+    strategy = {
+        "name": name,
+        **{
+            k: (v.format(**datasets) if isinstance(v, str) else v)
+            for k, v in STRATEGIES[name].items()
+        },
+    }
+    body = {
+        "base_model": "tiny-bert",
+        "dataset_id": datasets["labeled"],
+        "strategy": strategy,
+        "hyperparameters": {
+            "epochs": 2,
+            "batch_size": 8,
+            "max_length": 32,
+            "validation_fraction": 0.25,
+        },
+    }
+    r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        job = stack.client.get(f"/v1/jobs/{job_id}", headers=stack.headers).json()
+        if job["status"] in {"succeeded", "failed", "cancelled"}:
+            break
+        time.sleep(0.3)
+    assert job["status"] == "succeeded", (job, stack.worker.tail())
+    r = stack.client.post(
+        f"/v1/models/{job['model_id']}/predict",
+        headers=stack.headers,
+        json={"inputs": ["alpha alpha kalo", "beta beta mino"], "top_k": 2},
+    )
+    assert r.status_code == 200, r.text
+    assert all(p["label"] in {"A", "B"} for p in r.json()["predictions"])
+
+
+def test_mismatches_are_rejected_at_submit_naming_the_field(
+    stack: Stack, datasets: dict[str, str]
+) -> None:
+    def submit(strategy: dict[str, Any], dataset: str, status: int = 422) -> dict[str, Any]:
+        r = stack.client.post(
+            "/v1/jobs",
+            headers=stack.headers,
+            json={"base_model": "tiny-bert", "dataset_id": dataset, "strategy": strategy},
+        )
+        assert r.status_code == status, r.text
+        return dict(r.json()["error"])
+
+    err = submit({"name": "dann"}, datasets["labeled"])
+    assert "target_dataset_id" in err["message"]
+    err = submit({"name": "dann", "target_dataset_id": datasets["labeled"]}, datasets["labeled"])
+    assert err["details"]["field"] == "strategy.target_dataset_id"
+    err = submit({"name": "contrastive"}, datasets["unlabeled"])
+    assert err["details"]["field"] == "dataset_id"
+    err = submit({"name": "dapt", "unlabeled_dataset_id": "ds_nope"}, datasets["labeled"], 404)
+    assert err["details"]["field"] == "strategy.unlabeled_dataset_id"
