@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import AppError
@@ -64,6 +64,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             _body("database_unavailable", "The database is unavailable; try again shortly."),
             status_code=503,
+        )
+
+    @app.exception_handler(DataError)
+    async def bad_value(_: Request, exc: DataError) -> JSONResponse:
+        # a value the database cannot hold, e.g. a NUL character in an id (PostgreSQL)
+        log.info("database rejected a value: %s", exc.orig)
+        return JSONResponse(
+            _body(
+                "invalid_input",
+                "A value in the request cannot be used (for example it holds a NUL character).",
+            ),
+            status_code=422,
         )
 
     @app.exception_handler(Exception)

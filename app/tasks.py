@@ -61,6 +61,17 @@ def producer() -> Celery:
         "interval_step": 0.2,
         "interval_max": 0.5,
     }
+    # the result backend (same Redis) subscribes on send: without this it retries 20 times,
+    # a second apart, before a predict with Redis down can answer 503
+    celery.conf.result_backend_transport_options = {
+        **celery.conf.result_backend_transport_options,
+        "retry_policy": {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+    }
     celery.conf.broker_connection_timeout = 2.0
     celery.conf.redis_socket_connect_timeout = 2.0
     celery.conf.redis_socket_timeout = 5.0

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text")
 ACTIVE_JOB_STATUSES = ("queued", "running")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_filename(name: str) -> str:
@@ -57,7 +58,7 @@ def create_dataset(
             text_pair=fields.get("text_pair_column") or "text_pair",
         )
         filename = safe_filename(upload.filename)
-        name = (fields.get("name") or filename).strip()[:200] or filename
+        name = _CONTROL_CHARS.sub("", fields.get("name") or filename).strip()[:200] or filename
         dataset_id = new_id("ds")
         relpath = storage.dataset_relpath(dataset_id)
         dest = storage.path(relpath)
@@ -100,7 +101,11 @@ def create_dataset(
         storage_path=relpath,
     )
     session.add(dataset)
-    session.flush()
+    try:
+        session.flush()
+    except BaseException:
+        storage.remove(str(Path(relpath).parent))
+        raise
     return dataset
 
 

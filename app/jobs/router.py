@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -57,7 +57,9 @@ def create_job(
 def list_jobs(
     tenant: TenantDep,
     session: SessionDep,
-    status: str | None = None,
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobList:
@@ -91,7 +93,7 @@ def list_events(
     request: Request,
     tenant: TenantDep,
     session: SessionDep,
-    after: int | None = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JobEventList | StreamingResponse:
     """The job's event log, oldest first. Ask with `Accept: text/event-stream` for a live

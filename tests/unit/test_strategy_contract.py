@@ -1,0 +1,56 @@
+"""The REST contract of strategies equals the worker's registry, and every knob is documented."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from app.jobs.strategies import STRATEGY_NAMES, Hyperparameters, StrategyConfig
+
+
+def _union_members() -> list[type[BaseModel]]:
+    union = typing.get_args(StrategyConfig)[0]
+    return list(typing.get_args(union))
+
+
+def _union_names() -> set[str]:
+    names = set()
+    for cls in _union_members():
+        (name,) = typing.get_args(cls.model_fields["name"].annotation)
+        assert cls.model_fields["name"].default == name
+        names.add(name)
+    return names
+
+
+def test_union_equals_strategy_names() -> None:
+    assert _union_names() == set(STRATEGY_NAMES)
+    assert len(_union_members()) == len(STRATEGY_NAMES)
+
+
+def test_api_names_equal_worker_registry() -> None:
+    from worker.strategies.registry import STRATEGIES
+
+    assert set(STRATEGIES) == set(STRATEGY_NAMES), (
+        f"only in the API: {sorted(set(STRATEGY_NAMES) - set(STRATEGIES))}; "
+        f"only in the worker: {sorted(set(STRATEGIES) - set(STRATEGY_NAMES))}"
+    )
+    for name, strategy in STRATEGIES.items():
+        assert strategy.name == name
+
+
+@pytest.mark.parametrize("model", [*_union_members(), Hyperparameters], ids=lambda m: m.__name__)
+def test_every_field_is_documented(model: type[BaseModel]) -> None:
+    undocumented = [
+        name
+        for name, field in model.model_fields.items()
+        if name != "name" and not (field.description and field.description.strip())
+    ]
+    assert undocumented == [], f"{model.__name__}: fields without a description: {undocumented}"
+    assert (model.__doc__ or "").strip(), f"{model.__name__} has no docstring"
+
+
+@pytest.mark.parametrize("model", _union_members(), ids=lambda m: m.__name__)
+def test_strategy_configs_forbid_unknown_fields(model: type[BaseModel]) -> None:
+    assert model.model_config.get("extra") == "forbid"
