@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from app.models.orm import Model
 from app.models.schemas import PredictRequest
 from app.pagination import paginate
 from app.storage import Storage
-from app.tasks import PREDICT_TASK, send_task
+from app.tasks import PREDICT_TASK, producer, send_task
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def predict(model: Model, *, body: PredictRequest, settings: Settings) -> list[d
             expires=timeout,
         )
     except Exception as exc:
+        producer.cache_clear()  # a fresh producer (and result backend) for the next request
         raise ServiceUnavailable(
             "The inference queue (Redis) is unavailable; try again shortly.",
             code="queue_unavailable",
@@ -104,6 +106,12 @@ def predict(model: Model, *, body: PredictRequest, settings: Settings) -> list[d
             f"The prediction did not finish within {timeout:g} s; an inference worker may be "
             "busy or not running. Try again, or send fewer inputs.",
             details={"timeout_seconds": timeout},
+        ) from exc
+    except (ConnectionError, OSError, RedisError) as exc:
+        producer.cache_clear()
+        raise ServiceUnavailable(
+            "The inference queue (Redis) went away while waiting; try again shortly.",
+            code="queue_unavailable",
         ) from exc
     except Exception as exc:
         log.exception("prediction for model %s failed", model.id)
