@@ -9,6 +9,11 @@ Layout (``manifest.json`` beside safetensors weights and the tokenizer files):
   manifest's ``head`` entry says how to pool, ``base_model`` names the frozen base (id, path).
   When training changed the encoder too (contrastive, dapt), it is saved under ``encoder/``
   (safetensors) and the manifest's ``backbone`` says so; the head then sits on that encoder.
+- ``kind: lora`` -- a PEFT adapter, no base weights: ``adapter_config.json`` and
+  ``adapter_model.safetensors`` (``PeftModel.save_pretrained``: the LoRA matrices and the
+  trained head, peft's ``modules_to_save``); the manifest's ``adapter`` entry summarises it and
+  ``base_model`` names the frozen base (id, path), as for heads (``encoder/`` likewise).
+  ``worker.export.export_merged`` turns it into a ``kind: full`` artifact.
 
 The directory is built as ``.tmp-*`` beside ``dest`` and renamed into place; on any error the
 temporary directory is removed, so a reader never sees half an artifact.
@@ -22,16 +27,20 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from safetensors.torch import save_file
 
-from worker.training.loop import TrainedModel
+from worker.training.loop import ArtifactKind, TrainedModel
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 HEAD_WEIGHTS = "head.safetensors"
 BACKBONE_DIR = "encoder"
+#: every ``kind`` a manifest may name
+ARTIFACT_KINDS: frozenset[str] = frozenset(get_args(ArtifactKind))
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -56,6 +65,8 @@ def _save_weights(trained: TrainedModel, directory: Path) -> dict[str, Any]:
     if trained.kind == "full":
         trained.model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
         return {}
+    if trained.kind == "lora":
+        return _save_adapter(trained, directory)
     head_state = {
         key: value.detach().cpu().contiguous() for key, value in trained.model.state_dict().items()
     }
@@ -79,13 +90,44 @@ def _save_weights(trained: TrainedModel, directory: Path) -> dict[str, Any]:
     }
 
 
+def _save_adapter(trained: TrainedModel, directory: Path) -> dict[str, Any]:
+    """``kind: lora``: the adapter and the trained head (no base weights)."""
+    model: Any = trained.model
+    model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
+    (directory / "README.md").unlink(missing_ok=True)  # peft's model-card stub
+    config = model.peft_config["default"]
+    trainable, total = model.get_nb_trainable_parameters()
+    extra: dict[str, Any] = {}
+    if trained.backbone is not None:  # an encoder changed before the adapter trained (dapt)
+        trained.backbone.save_pretrained(  # type: ignore[operator]
+            directory / BACKBONE_DIR, safe_serialization=True
+        )
+        extra["backbone"] = BACKBONE_DIR
+    return {
+        **extra,
+        "adapter": {
+            "type": "lora",
+            "file": ADAPTER_WEIGHTS,
+            "config": ADAPTER_CONFIG,
+            "r": int(config.r),
+            "alpha": int(config.lora_alpha),
+            "dropout": float(config.lora_dropout),
+            "target_modules": sorted(config.target_modules or []),
+            "modules_to_save": sorted(set(config.modules_to_save or [])),
+            "trainable_parameters": int(trainable),
+            "total_parameters": int(total),
+        },
+    }
+
+
 def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any]) -> Path:
     """Write ``trained`` to ``dest`` (which must not exist) and return ``dest``.
 
     ``manifest`` is the caller's description (task, labels, base_model {id, path}, strategy,
     hyperparameters, metrics, ...); this adds ``format_version``, ``kind``, ``max_length``,
-    ``files`` (sha256 of every other file) and, for heads, ``head``. ``task`` and ``labels``
-    come from ``trained``; ``base_model.path`` defaults to the directory it trained from.
+    ``files`` (sha256 of every other file), for heads ``head``, for adapters ``adapter``.
+    ``task`` and ``labels`` come from ``trained``; ``base_model.path`` defaults to the directory
+    it trained from.
     """
     dest = Path(dest)
     if dest.exists():

@@ -31,20 +31,27 @@ class StopAt(NullCallbacks):
         self.events.append(kind)
 
 
-def _train(base: Path, strategy: Any, checkpoint: Checkpointer | None,
-           callbacks: Any = None) -> TrainedModel:
+def _train(
+    base: Path, strategy: Any, checkpoint: Checkpointer | None, callbacks: Any = None
+) -> TrainedModel:
     train, validation, labels = make_split(n_per_class=24, seed=3)
     lr = 3e-3 if isinstance(strategy, FullStrategy) else 1e-2
     return train_model(
-        base_model_dir=base, task="text-classification", label_names=labels, train=train,
-        validation=validation, strategy=strategy,
+        base_model_dir=base,
+        task="text-classification",
+        label_names=labels,
+        train=train,
+        validation=validation,
+        strategy=strategy,
         hp=Hyperparameters(epochs=3, batch_size=8, learning_rate=lr, seed=7),
-        callbacks=callbacks or NullCallbacks(), checkpoint=checkpoint,
+        callbacks=callbacks or NullCallbacks(),
+        checkpoint=checkpoint,
     )
 
 
-@pytest.mark.parametrize("strategy", [FullStrategy(), LinearProbeStrategy()],
-                         ids=["full", "linear_probe"])
+@pytest.mark.parametrize(
+    "strategy", [FullStrategy(), LinearProbeStrategy()], ids=["full", "linear_probe"]
+)
 @pytest.mark.parametrize("stop_at", [4, 6], ids=["mid-epoch", "epoch-boundary"])
 def test_resumed_run_matches_an_uninterrupted_one(
     tiny_bert_dir: Path, tmp_path: Path, strategy: Any, stop_at: int
@@ -56,13 +63,17 @@ def test_resumed_run_matches_an_uninterrupted_one(
     latest = checkpoints.latest()
     assert latest is not None and latest.name == f"step-{stop_at:08d}"
     assert sorted(p.name for p in latest.iterdir()) == [
-        "optimizer.safetensors", "rng.safetensors", "state.json", "weights.safetensors"
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "state.json",
+        "weights.safetensors",
     ]  # tensors in safetensors, the rest JSON: no pickle
     recorder = StopAt(-1)
     resumed = _train(tiny_bert_dir, strategy, checkpoints, recorder)
     assert recorder.events.count("resumed") == 1
-    for (name, a), (_, b) in zip(clean.model.state_dict().items(),
-                                 resumed.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        clean.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-6), name
     assert abs(clean.metrics["val_loss"] - resumed.metrics["val_loss"]) < 1e-6
     assert [h["val_accuracy"] for h in clean.history] == [

@@ -1,7 +1,8 @@
 """Loading an artifact directory for inference and predicting labels with scores.
 
 ``load_predictor`` checks every file against the sha256 in ``manifest.json`` before anything
-is loaded, reads weights from safetensors only and never runs remote code.
+is loaded, reads weights from safetensors only and never runs remote code. A ``lora`` artifact
+is served unmerged: the base plus the adapter as a ``peft.PeftModel``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from worker.artifacts import MANIFEST_NAME, sha256_file
+from worker.artifacts import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    ARTIFACT_KINDS,
+    MANIFEST_NAME,
+    sha256_file,
+)
 from worker.training.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
 from worker.training.device import autocast, select_device
 from worker.training.metrics import MULTILABEL_THRESHOLD
@@ -124,7 +131,7 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ArtifactError(f"cannot read {manifest_path}: {error}") from error
-    if manifest.get("format_version") != 1 or manifest.get("kind") not in {"full", "head"}:
+    if manifest.get("format_version") != 1 or manifest.get("kind") not in ARTIFACT_KINDS:
         raise ArtifactError(f"{manifest_path}: unsupported format_version or kind")
     root = model_dir.resolve()
     for relative, expected in manifest.get("files", {}).items():
@@ -159,6 +166,28 @@ def _base_dir(
     return Path(resolved)
 
 
+def load_lora_model(
+    manifest: dict[str, Any],
+    model_dir: Path,
+    resolve_base: Callable[[str], Path | None] | None = None,
+) -> nn.Module:
+    """The base with the artifact's adapter and head, as an unmerged ``PeftModel`` (eval)."""
+    from peft import PeftModel  # imported here: only adapters need it
+
+    from worker.strategies.lora import load_classifier
+
+    listed = manifest.get("files", {})
+    if ADAPTER_WEIGHTS not in listed or ADAPTER_CONFIG not in listed:
+        raise ArtifactError(f"the adapter files of {model_dir} are not in its manifest")
+    base = load_classifier(
+        _base_dir(manifest, resolve_base, model_dir),
+        label_names=list(manifest["labels"]),
+        multilabel=manifest["task"] == MULTILABEL_TASK,
+    )
+    model: nn.Module = PeftModel.from_pretrained(base, model_dir, is_trainable=False)
+    return model.eval()
+
+
 def load_predictor(
     model_dir: Path,
     *,
@@ -176,6 +205,9 @@ def load_predictor(
             model_dir, use_safetensors=True, dtype=torch.float32
         )
         config, model = full.config, full
+    elif manifest["kind"] == "lora":
+        model = load_lora_model(manifest, model_dir, resolve_base)
+        config = model.config
     else:
         spec = manifest["head"]
         backbone = AutoModel.from_pretrained(

@@ -25,9 +25,11 @@ from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
 from worker.training.device import autocast, seed_everything, select_device
 from worker.training.metrics import loss_fn, validation_metrics
 
-ArtifactKind = Literal["full", "head"]
+ArtifactKind = Literal["full", "head", "lora"]
 #: maps whatever a loader yields as inputs (a dict of tensors, a feature tensor) to logits
 Forward = Callable[[Any], torch.Tensor]
+#: ``hook(epoch, steps_done)`` called by :func:`fit` before each optimisation step
+StepHook = Callable[[int, int], None]
 
 
 @dataclass
@@ -62,7 +64,8 @@ class TrainedModel:
     """What the artifact writer needs, plus the final metrics."""
 
     kind: ArtifactKind
-    #: ``full``: the AutoModelForSequenceClassification; ``head``: the nn.Linear head
+    #: ``full``: the AutoModelForSequenceClassification; ``head``: the nn.Linear head;
+    #: ``lora``: the unmerged ``peft.PeftModel`` (adapters + trained head over the base)
     model: nn.Module
     tokenizer: Any
     task: str
@@ -75,8 +78,8 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)
     #: ``head`` only: how token states were pooled into the head's input
     pooling: str | None = None
-    #: ``head`` only: an encoder changed by training (contrastive, dapt), saved inside the
-    #: artifact under ``encoder/``; None means the head sits on the unchanged base
+    #: ``head`` and ``lora``: an encoder changed by training (contrastive, dapt), saved inside
+    #: the artifact under ``encoder/``; None means the head sits on the unchanged base
     backbone: nn.Module | None = None
 
 
@@ -158,6 +161,7 @@ def fit(
     callbacks: TrainingCallbacks,
     device: torch.device,
     checkpoint: Checkpointer | None = None,
+    on_step_begin: StepHook | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` (the trainable part) for ``epochs``; returns per-epoch metrics.
 
@@ -165,6 +169,10 @@ def fit(
     scheduler, RNG states, the data order and position) and saves one every
     ``checkpoint.every_steps`` steps, at each epoch end, and when a callback raises
     :class:`TrainingReleased`.
+
+    ``on_step_begin(epoch, steps_done)``, when given, runs before each step (also the first
+    after a resume) and may change which parameters require grad (gradual unfreezing); the
+    set clipped by ``max_grad_norm`` is re-read after it.
     """
     total_steps = epochs * len(train_loader)
     order = getattr(train_loader, "generator", None)  # the shuffling generator, if any
@@ -184,6 +192,9 @@ def fit(
         for index, (inputs, labels) in enumerate(train_loader):
             if index < skip:
                 continue  # done before the interruption; same order, so the same batches
+            if on_step_begin is not None:
+                on_step_begin(epoch, step)
+                trainable = [p for p in model.parameters() if p.requires_grad]
             with autocast(device):
                 logits = forward(inputs)
             loss = loss_fn(logits, labels.to(device), multilabel=multilabel)

@@ -1,0 +1,213 @@
+"""``lora``: PEFT LoRA adapters on the attention projections plus a trained head; base frozen.
+
+Contract:
+
+- The base (``AutoModelForSequenceClassification`` over ``setup.base_model_dir``) is wrapped by
+  ``peft.get_peft_model`` with ``LoraConfig(task_type=SEQ_CLS, r, lora_alpha, lora_dropout,
+  target_modules)``. Every base weight keeps ``requires_grad=False`` and stays bit-identical.
+- ``target_modules`` null picks a default per ``model_type`` (:data:`DEFAULT_TARGET_MODULES`:
+  the query and value projections); an unknown ``model_type`` raises ``ValueError`` asking for
+  ``target_modules``.
+- The head trains in full through ``modules_to_save`` (:func:`head_modules`): every top-level
+  module of the classification model outside the encoder (``classifier``, ``pre_classifier``,
+  deberta's ``pooler``) plus the encoder's ``pooler`` when it has one. peft trains copies of
+  them; the originals stay untouched.
+- Training is :func:`worker.training.loop.fit` with AdamW over the trainable parameters only,
+  linear warmup then linear decay. The result is a ``TrainedModel`` of kind ``lora`` whose
+  ``model`` is the (unmerged) ``PeftModel``; the artifact holds only the adapter and the head.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from torch import nn
+from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+from app.jobs.strategies import LoraStrategy
+from worker.strategies.full import param_groups
+from worker.training.data import (
+    MULTILABEL_TASK,
+    effective_max_length,
+    make_loader,
+    move_batch,
+    tokenize_examples,
+)
+from worker.training.device import make_generator
+from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
+
+#: the attention projections LoRA adapts by default, by ``config.model_type``
+DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "albert": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "mpnet": ["q", "v"],
+}
+
+
+def default_target_modules(model_type: str) -> list[str]:
+    """The default LoRA targets of an architecture; ``ValueError`` for an unknown one."""
+    try:
+        return list(DEFAULT_TARGET_MODULES[model_type])
+    except KeyError:
+        raise ValueError(
+            f"lora has no default target modules for model_type {model_type!r} (known: "
+            f"{', '.join(sorted(DEFAULT_TARGET_MODULES))}); set strategy.target_modules to the "
+            "names of its attention projection layers"
+        ) from None
+
+
+def head_modules(model: nn.Module) -> list[str]:
+    """Full names of the head's modules: trained in full (``modules_to_save``), not adapted."""
+    encoder_name = getattr(model, "base_model_prefix", "")
+    names = [
+        name
+        for name, child in model.named_children()
+        if name != encoder_name and any(True for _ in child.parameters())
+    ]
+    encoder = getattr(model, encoder_name, None)
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+        names.append(f"{encoder_name}.pooler")
+    return names
+
+
+def load_classifier(base_model_dir: Path, *, label_names: list[str], multilabel: bool) -> nn.Module:
+    """The base as ``AutoModelForSequenceClassification`` with a new head for ``label_names``."""
+    model: nn.Module = AutoModelForSequenceClassification.from_pretrained(
+        base_model_dir,
+        use_safetensors=True,
+        dtype=torch.float32,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={label: index for index, label in enumerate(label_names)},
+        problem_type="multi_label_classification" if multilabel else "single_label_classification",
+        ignore_mismatched_sizes=True,
+    )
+    return model
+
+
+def build_lora_model(
+    base_model_dir: Path, config: LoraStrategy, *, label_names: list[str], multilabel: bool
+) -> PeftModel:
+    """The base classification model wrapped with fresh LoRA adapters and a trainable head."""
+    model = load_classifier(base_model_dir, label_names=label_names, multilabel=multilabel)
+    model_type = str(getattr(model.config, "model_type", ""))
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules or default_target_modules(model_type)),
+        modules_to_save=head_modules(model),
+        bias="none",
+    )
+    peft_model = get_peft_model(model, lora_config)
+    assert isinstance(peft_model, PeftModel)
+    return peft_model
+
+
+def trainable_fraction(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, as peft's ``print_trainable_parameters`` says."""
+    if isinstance(model, PeftModel):
+        trainable, total = model.get_nb_trainable_parameters()
+        return int(trainable), int(total)
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+class LoraFineTune:
+    name: str = "lora"
+    artifact_kind: ArtifactKind = "lora"
+
+    def train(self, setup: TrainingSetup, config: LoraStrategy) -> TrainedModel:
+        hp, device, tokenizer = setup.hp, setup.device, setup.tokenizer
+        model = build_lora_model(
+            setup.base_model_dir,
+            config,
+            label_names=setup.label_names,
+            multilabel=setup.task == MULTILABEL_TASK,
+        ).to(device)
+        trainable, total = trainable_fraction(model)
+        lora_config: Any = model.peft_config["default"]
+        setup.callbacks.on_event(
+            "lora_ready",
+            f"LoRA r={config.r} on {sorted(lora_config.target_modules or [])}: "
+            f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)",
+            {
+                "trainable_parameters": trainable,
+                "total_parameters": total,
+                "trainable_fraction": trainable / total,
+                "target_modules": sorted(lora_config.target_modules or []),
+                "modules_to_save": sorted(lora_config.modules_to_save or []),
+            },
+        )
+        max_length = effective_max_length(tokenizer, hp.max_length, model.config)
+
+        def loader(split: Any, shuffle: bool) -> Any:
+            data = tokenize_examples(
+                split,
+                tokenizer,
+                max_length=max_length,
+                multilabel=setup.multilabel,
+                num_labels=setup.num_labels,
+            )
+            generator = make_generator(hp.seed) if shuffle else None
+            return make_loader(data, tokenizer, batch_size=hp.batch_size, generator=generator)
+
+        train_loader = loader(setup.train, True)
+        val_loader = loader(setup.validation, False)
+        optimizer = torch.optim.AdamW(
+            param_groups(
+                model,
+                learning_rate=hp.effective_learning_rate(config),
+                weight_decay=hp.weight_decay,
+                layerwise_lr_decay=1.0,
+                num_layers=int(getattr(model.config, "num_hidden_layers", 1)),
+            )
+        )
+        total_steps = hp.epochs * len(train_loader)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
+        )
+
+        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            logits: torch.Tensor = model(**move_batch(inputs, device)).logits
+            return logits
+
+        history = fit(
+            model=model,
+            forward=forward,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epochs=hp.epochs,
+            max_grad_norm=hp.max_grad_norm,
+            multilabel=setup.multilabel,
+            callbacks=setup.callbacks,
+            device=device,
+            checkpoint=setup.checkpoint,
+        )
+        model.eval()
+        return TrainedModel(
+            kind="lora",
+            model=model,
+            tokenizer=tokenizer,
+            task=setup.task,
+            label_names=setup.label_names,
+            base_model_dir=setup.base_model_dir,
+            strategy=self.name,
+            max_length=max_length,
+            metrics=history[-1],
+            history=history,
+        )
