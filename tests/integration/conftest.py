@@ -113,14 +113,6 @@ class WorkerProcess:
                 found.append(int(stat.parent.name))
         return found
 
-    def kill_children(self) -> int:
-        """SIGKILL every pool process (an OOM kill, say); the main process lives on."""
-        pids = self.children()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return len(pids)
-
     def kill_all(self) -> None:
         """SIGKILL the whole worker (the machine is lost)."""
         if self.proc is not None and self.proc.poll() is None:
