@@ -12,12 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_compose_file_is_valid_and_complete() -> None:
+def _docker_compose() -> str:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("docker-compose is missing; .ci/run installs Debian's package")
         pytest.skip("docker-compose (Debian package) not installed")
+    return exe
+
+
+def test_compose_file_is_valid_and_complete() -> None:
+    exe = _docker_compose()
     out = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
         capture_output=True,
@@ -35,9 +40,7 @@ def test_compose_file_is_valid_and_complete() -> None:
 
 
 def test_compose_rejects_a_broken_file(tmp_path: Path) -> None:
-    exe = shutil.which("docker-compose")
-    if exe is None:
-        pytest.skip("docker-compose not installed")
+    exe = _docker_compose()
     bad = tmp_path / "docker-compose.yml"
     bad.write_text("services:\n  api:\n    image: x\n    ports: 12\n")
     out = subprocess.run(
