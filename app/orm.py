@@ -4,6 +4,7 @@ from app.datasets.orm import Dataset
 from app.db import Base
 from app.jobs.orm import Job, JobEvent, JobMetric
 from app.models.orm import Model
+from app.sweeps.orm import Sweep
 from app.tenants.orm import ApiKey, Tenant
 
-__all__ = ["ApiKey", "Base", "Dataset", "Job", "JobEvent", "JobMetric", "Model", "Tenant"]
+__all__ = ["ApiKey", "Base", "Dataset", "Job", "JobEvent", "JobMetric", "Model", "Sweep", "Tenant"]

@@ -40,12 +40,23 @@ class Job(Base):
     validation_dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id"), nullable=True
     )
+    #: evaluated once, at the end, with the selected weights
+    test_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
+    #: the bake-off this job is one candidate of
+    sweep_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the pre-flight audit's findings at submit (app.jobs.audit), warnings and notes only
+    audit: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    #: which evaluation's weights were served and why: metric, mode, the selected and the
+    #: last evaluation's metrics, whether training stopped early (set when it succeeds)
+    selection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -19,6 +19,11 @@ class JobCreate(BaseModel):
         description="Optional dataset of the same task used for validation; without it a "
         "stratified, seeded share of the dataset is held out.",
     )
+    test_dataset_id: str | None = Field(
+        None,
+        description="Optional held-out dataset of the same task, evaluated once at the end "
+        "with the selected weights (never used for selection).",
+    )
     strategy: StrategyConfig = Field(description="The transfer-learning strategy, by name.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
@@ -41,6 +46,21 @@ class JobError(BaseModel):
     message: str
 
 
+class Selection(BaseModel):
+    """Which evaluation's weights the job's model holds, and what the last one scored."""
+
+    metric: str
+    mode: str
+    selected_epoch: float = Field(description="Epoch (fractional for step evaluations).")
+    selected_step: int
+    selected: dict[str, float] = Field(description="Validation metrics of the served weights.")
+    last_epoch: float
+    last_step: int
+    last: dict[str, float] = Field(description="Validation metrics of the last evaluation.")
+    stopped_early: bool
+    evaluations: int
+
+
 class JobRead(BaseModel):
     id: str
     status: str
@@ -48,10 +68,13 @@ class JobRead(BaseModel):
     task: str
     dataset_id: str
     validation_dataset_id: str | None
+    test_dataset_id: str | None
+    sweep_id: str | None
     strategy: dict[str, Any]
     hyperparameters: dict[str, Any]
     progress: Progress
     metrics: dict[str, Any]
+    selection: Selection | None
     model_id: str | None
     error: JobError | None
     attempt: int
@@ -75,10 +98,13 @@ class JobRead(BaseModel):
             task=job.task,
             dataset_id=job.dataset_id,
             validation_dataset_id=job.validation_dataset_id,
+            test_dataset_id=job.test_dataset_id,
+            sweep_id=job.sweep_id,
             strategy=job.strategy,
             hyperparameters=job.hyperparameters,
             progress=Progress.model_validate(job.progress or {}),
             metrics=job.metrics or {},
+            selection=Selection.model_validate(job.selection) if job.selection else None,
             model_id=job.model_id,
             error=error,
             attempt=job.attempt,

@@ -17,6 +17,7 @@ from app.db import rows_changed, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
+from app.jobs.strategies import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
 from app.pagination import paginate
 from app.tasks import TRAIN_TASK, broker_ping, enqueue_after_commit
 
@@ -89,25 +90,47 @@ def validate_submission(
         raise InvalidInput(
             "The dataset needs at least two labels.", details={"field": "dataset_id"}
         )
-    if body.validation_dataset_id is not None:
-        val = _dataset_for_job(
-            session,
-            tenant_id=tenant_id,
-            dataset_id=body.validation_dataset_id,
-            field="validation_dataset_id",
-        )
-        if val.task != dataset.task:
-            raise InvalidInput(
-                f"The validation dataset is {val.task!r}; the dataset is {dataset.task!r}.",
-                details={"field": "validation_dataset_id"},
+    for field, other_id in (
+        ("validation_dataset_id", body.validation_dataset_id),
+        ("test_dataset_id", body.test_dataset_id),
+    ):
+        if other_id is not None:
+            _check_evaluation_dataset(
+                session, tenant_id=tenant_id, dataset=dataset, dataset_id=other_id, field=field
             )
-        unknown = sorted(set(val.labels) - set(dataset.labels))
-        if unknown:
-            raise InvalidInput(
-                f"The validation dataset has labels the training data lacks: {unknown[:10]}.",
-                details={"field": "validation_dataset_id", "labels": unknown[:100]},
-            )
+    _check_selection_metric(body.hyperparameters.early_stopping.metric, dataset.task)
     return dataset
+
+
+def _check_evaluation_dataset(
+    session: Session, *, tenant_id: str, dataset: Dataset, dataset_id: str, field: str
+) -> Dataset:
+    """A validation or test dataset: same task, no labels the training data lacks."""
+    other = _dataset_for_job(session, tenant_id=tenant_id, dataset_id=dataset_id, field=field)
+    kind = field.removesuffix("_dataset_id")
+    if other.task != dataset.task:
+        raise InvalidInput(
+            f"The {kind} dataset is {other.task!r}; the dataset is {dataset.task!r}.",
+            details={"field": field},
+        )
+    unknown = sorted(set(other.labels) - set(dataset.labels))
+    if unknown:
+        raise InvalidInput(
+            f"The {kind} dataset has labels the training data lacks: {unknown[:10]}.",
+            details={"field": field, "labels": unknown[:100]},
+        )
+    return other
+
+
+def _check_selection_metric(metric: str, task: str) -> None:
+    multilabel = task == "text-multilabel"
+    if (multilabel and metric in SINGLE_LABEL_METRICS) or (
+        not multilabel and metric in MULTILABEL_METRICS
+    ):
+        raise InvalidInput(
+            f"Metric {metric!r} does not exist for a {task!r} task.",
+            details={"field": "hyperparameters.early_stopping.metric"},
+        )
 
 
 def create_job(
@@ -117,6 +140,7 @@ def create_job(
     body: JobCreate,
     settings: Settings,
     idempotency_key: str | None,
+    sweep_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Create a queued job and send ``train(job_id)`` after commit. Returns (job, created)."""
     fingerprint = _fingerprint(body)
@@ -139,6 +163,8 @@ def create_job(
         task=dataset.task,
         dataset_id=dataset.id,
         validation_dataset_id=body.validation_dataset_id,
+        test_dataset_id=body.test_dataset_id,
+        sweep_id=sweep_id,
         strategy=body.strategy.model_dump(mode="json"),
         hyperparameters=body.hyperparameters.model_dump(mode="json"),
         idempotency_key=idempotency_key,
