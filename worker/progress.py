@@ -15,6 +15,7 @@ from typing import Any
 
 from worker.job_store import JobStore, LeaseLost
 from worker.training.callbacks import TrainingCancelled, TrainingReleased
+from worker.training.selection import is_scalar_metric
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,10 @@ class DbCallbacks:
         self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
     ) -> None:
         clean = {k: float(v) for k, v in metrics.items()}
-        self.latest.update(clean)
+        self.latest.update({k: v for k, v in clean.items() if is_scalar_metric(k)})
         self.latest["epoch"] = epoch
         self._points.append(("validation", float(epoch), step, clean))
-        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(clean.items()))
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(clean.items()) if is_scalar_metric(k))
         self._events.append(
             (
                 "epoch_end",
@@ -157,6 +158,11 @@ class DbCallbacks:
         )
         self._flush()
         self._check()
+
+    def on_evaluation(self, *, epoch: float, step: int, metrics: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in metrics.items()}
+        self.latest.update({k: v for k, v in clean.items() if is_scalar_metric(k)})
+        self._points.append(("validation", float(epoch), step, clean))
 
     def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         self._events.append((kind, message, data))

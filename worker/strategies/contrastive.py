@@ -231,7 +231,7 @@ class Contrastive:
         scheduler = get_linear_schedule_with_warmup(
             optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
         )
-        history = fit(
+        result = fit(
             model=head,
             forward=head,
             train_loader=train_loader,
@@ -244,6 +244,7 @@ class Contrastive:
             callbacks=callbacks,
             device=device,
             checkpoint=setup.checkpoint,
+            plan=setup.plan,
         )
         head.eval()
         return TrainedModel(
@@ -255,8 +256,9 @@ class Contrastive:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
             pooling=pooling,
             backbone=encoder,
         )

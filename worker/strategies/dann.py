@@ -48,6 +48,7 @@ from worker.training.grl import reversal_weight, reverse_gradient
 from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, evaluate
 from worker.training.metrics import loss_fn
 from worker.training.pooling import PoolingMode, pool, resolve_pooling
+from worker.training.selection import Selector
 
 TARGET_FIELD = "target_dataset_id"
 
@@ -125,6 +126,7 @@ class DomainAdversarial:
             logits: torch.Tensor = model.head(model.features(move_batch(inputs, device)))
             return logits
 
+        selector = Selector(setup.plan)  # no on-disk copy: dann reruns from the start
         callbacks.on_train_begin(total_steps=total_steps, epochs=hp.epochs)
         history: list[dict[str, float]] = []
         step = 0
@@ -148,7 +150,12 @@ class DomainAdversarial:
                         torch.ones(len(target), device=device),
                     ]
                 )
-                label_loss = loss_fn(logits, labels.to(device), multilabel=False)
+                label_loss = loss_fn(
+                    logits,
+                    labels.to(device),
+                    multilabel=False,
+                    class_weights=setup.plan.class_weights,
+                )
                 domain_loss = F.binary_cross_entropy_with_logits(domain_logits.float(), domains)
                 loss = label_loss + domain_loss
                 optimizer.zero_grad(set_to_none=True)
@@ -166,7 +173,14 @@ class DomainAdversarial:
                     epoch=epoch, step=step, total_steps=total_steps, loss=float(loss.detach())
                 )
             batches = max(len(train_loader), 1)
-            metrics = evaluate(classify, model, val_loader, multilabel=False, device=device)
+            metrics = evaluate(
+                classify,
+                model,
+                val_loader,
+                multilabel=False,
+                device=device,
+                label_names=setup.plan.label_names,
+            )
             metrics.update(
                 {
                     "train_loss": sums["loss"] / batches,
@@ -174,10 +188,15 @@ class DomainAdversarial:
                     "domain_accuracy": sums["domain_correct"] / max(sums["domain_seen"], 1.0),
                     "lambda": lambda_,
                     "epoch": float(epoch),
+                    "step": float(step),
                 }
             )
             history.append(metrics)
+            stop = selector.observe(metrics, model, callbacks)
             callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
+            if stop:
+                break
+        selection = selector.finish(model, callbacks)
         model.eval()
         return TrainedModel(
             kind="head",
@@ -188,8 +207,9 @@ class DomainAdversarial:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
+            metrics=history[selector.selected_index],
             history=history,
+            selection=selection,
             pooling=pooling,
             backbone=model.encoder,
         )

@@ -130,7 +130,7 @@ class FullFineTune:
             logits: torch.Tensor = model(**move_batch(inputs, device)).logits
             return logits
 
-        history = fit(
+        result = fit(
             model=model,
             forward=forward,
             train_loader=train_loader,
@@ -143,6 +143,7 @@ class FullFineTune:
             callbacks=setup.callbacks,
             device=device,
             checkpoint=setup.checkpoint,
+            plan=setup.plan,
         )
         model.eval()
         return TrainedModel(
@@ -154,6 +155,7 @@ class FullFineTune:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
         )

@@ -175,7 +175,7 @@ class GradualUnfreeze:
             logits: torch.Tensor = model(**move_batch(inputs, device)).logits
             return logits
 
-        history = fit(
+        result = fit(
             model=model,
             forward=forward,
             train_loader=train_loader,
@@ -189,6 +189,7 @@ class GradualUnfreeze:
             device=device,
             checkpoint=setup.checkpoint,
             on_step_begin=unfreezer,
+            plan=setup.plan,
         )
         model.eval()
         return TrainedModel(
@@ -200,8 +201,9 @@ class GradualUnfreeze:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
         )
 
 

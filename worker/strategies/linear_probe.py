@@ -130,7 +130,7 @@ class LinearProbe:
         scheduler = get_linear_schedule_with_warmup(
             optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
         )
-        history = fit(
+        result = fit(
             model=head,
             forward=head,
             train_loader=train_loader,
@@ -143,6 +143,7 @@ class LinearProbe:
             callbacks=setup.callbacks,
             device=device,
             checkpoint=setup.checkpoint,
+            plan=setup.plan,
         )
         head.eval()
         return TrainedModel(
@@ -154,7 +155,8 @@ class LinearProbe:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
             pooling=pooling,
         )

@@ -184,7 +184,7 @@ class LoraFineTune:
             logits: torch.Tensor = model(**move_batch(inputs, device)).logits
             return logits
 
-        history = fit(
+        result = fit(
             model=model,
             forward=forward,
             train_loader=train_loader,
@@ -197,6 +197,7 @@ class LoraFineTune:
             callbacks=setup.callbacks,
             device=device,
             checkpoint=setup.checkpoint,
+            plan=setup.plan,
         )
         model.eval()
         return TrainedModel(
@@ -208,6 +209,7 @@ class LoraFineTune:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
         )

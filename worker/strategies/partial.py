@@ -90,7 +90,7 @@ class PartialFineTune:
             logits: torch.Tensor = model(**move_batch(inputs, device)).logits
             return logits
 
-        history = fit(
+        result = fit(
             model=model,
             forward=forward,
             train_loader=train_loader,
@@ -103,6 +103,7 @@ class PartialFineTune:
             callbacks=setup.callbacks,
             device=device,
             checkpoint=setup.checkpoint,
+            plan=setup.plan,
         )
         model.eval()
         return TrainedModel(
@@ -114,6 +115,7 @@ class PartialFineTune:
             base_model_dir=setup.base_model_dir,
             strategy=self.name,
             max_length=max_length,
-            metrics=history[-1],
-            history=history,
+            metrics=result.metrics,
+            history=result.history,
+            selection=result.selection,
         )

@@ -32,6 +32,10 @@ class TrainingCallbacks(Protocol):
         self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
     ) -> None: ...
 
+    def on_evaluation(self, *, epoch: float, step: int, metrics: dict[str, float]) -> None:
+        """A validation between epoch ends (``eval_every_steps``); must not raise."""
+        ...
+
     def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Something worth recording happened (e.g. ``features_cached``)."""
         ...
@@ -56,6 +60,9 @@ class NullCallbacks:
     def on_epoch_end(
         self, *, epoch: int, step: int, total_steps: int, metrics: dict[str, float]
     ) -> None:
+        return None
+
+    def on_evaluation(self, *, epoch: float, step: int, metrics: dict[str, float]) -> None:
         return None
 
     def on_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:

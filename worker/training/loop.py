@@ -23,7 +23,8 @@ from worker.training.callbacks import TrainingCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer, ResumeState
 from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
 from worker.training.device import autocast, seed_everything, select_device
-from worker.training.metrics import loss_fn, validation_metrics
+from worker.training.metrics import class_weight_tensor, loss_fn, validation_metrics
+from worker.training.selection import DEFAULT_PLAN, EvalPlan, Selector
 
 ArtifactKind = Literal["full", "head", "lora"]
 #: maps whatever a loader yields as inputs (a dict of tensors, a feature tensor) to logits
@@ -49,6 +50,8 @@ class TrainingSetup:
     aux_texts: dict[str, list[str]] = field(default_factory=dict)
     #: where the job's checkpoints go (None: no checkpoints, e.g. in tests and benchmarks)
     checkpoint: Checkpointer | None = None
+    #: selection metric, early stopping, step evaluations and loss weights for ``fit``
+    plan: EvalPlan = DEFAULT_PLAN
 
     @property
     def multilabel(self) -> bool:
@@ -57,6 +60,16 @@ class TrainingSetup:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: every evaluation, and which one the model now holds."""
+
+    history: list[dict[str, float]]
+    selection: dict[str, Any]
+    #: the served evaluation's metrics (train_loss and epoch included)
+    metrics: dict[str, float]
 
 
 @dataclass
@@ -74,8 +87,11 @@ class TrainedModel:
     strategy: str
     #: truncation length used in training (already capped by tokenizer and model)
     max_length: int
+    #: the served (selected) evaluation's metrics
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
+    #: which evaluation was served and what the last one scored (:meth:`Selector.finish`)
+    selection: dict[str, Any] | None = None
     #: ``head`` only: how token states were pooled into the head's input
     pooling: str | None = None
     #: ``head`` and ``lora``: an encoder changed by training (contrastive, dapt), saved inside
@@ -110,6 +126,16 @@ def train_model(
     if len(train) == 0:
         raise ValueError("the training split is empty")
     seed_everything(hp.seed)
+    plan = EvalPlan.from_hyperparameters(
+        hp,
+        label_names=list(label_names),
+        class_weights=class_weight_tensor(
+            hp.class_weights,
+            train,
+            label_names=list(label_names),
+            multilabel=task == MULTILABEL_TASK,
+        ),
+    )
     setup = TrainingSetup(
         base_model_dir=Path(base_model_dir),
         task=task,
@@ -122,6 +148,7 @@ def train_model(
         tokenizer=AutoTokenizer.from_pretrained(base_model_dir),
         aux_texts=dict(aux_texts or {}),
         checkpoint=checkpoint,
+        plan=plan,
     )
     return get_strategy(strategy.name).train(setup, strategy)
 
@@ -133,6 +160,7 @@ def evaluate(
     *,
     multilabel: bool,
     device: torch.device,
+    label_names: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Validation metrics over ``loader`` (eval mode, inference mode)."""
     model.eval()
@@ -144,7 +172,9 @@ def evaluate(
             all_labels.append(labels)
     if not all_labels:
         return {}
-    return validation_metrics(torch.cat(all_logits), torch.cat(all_labels), multilabel=multilabel)
+    return validation_metrics(
+        torch.cat(all_logits), torch.cat(all_labels), multilabel=multilabel, label_names=label_names
+    )
 
 
 def fit(
@@ -162,25 +192,51 @@ def fit(
     device: torch.device,
     checkpoint: Checkpointer | None = None,
     on_step_begin: StepHook | None = None,
-) -> list[dict[str, float]]:
-    """Train ``model`` (the trainable part) for ``epochs``; returns per-epoch metrics.
+    plan: EvalPlan = DEFAULT_PLAN,
+) -> FitResult:
+    """Train ``model`` (the trainable part) for up to ``epochs``; see :class:`FitResult`.
+
+    The model is evaluated at every epoch end (and every ``plan.eval_every_steps`` steps);
+    a :class:`Selector` keeps the best evaluation's weights by ``plan.metric``, stops after
+    ``plan.patience`` evaluations without improvement, and at the end leaves the selected
+    weights in ``model``. The training loss is weighted by ``plan.class_weights``.
 
     With a ``checkpoint``, the loop resumes from its latest checkpoint (weights, optimizer,
-    scheduler, RNG states, the data order and position) and saves one every
-    ``checkpoint.every_steps`` steps, at each epoch end, and when a callback raises
-    :class:`TrainingReleased`.
+    scheduler, RNG states, the data order and position, the evaluations so far and the best
+    weights) and saves one every ``checkpoint.every_steps`` steps, at each epoch end, and when
+    a callback raises :class:`TrainingReleased`.
 
     ``on_step_begin(epoch, steps_done)``, when given, runs before each step (also the first
     after a resume) and may change which parameters require grad (gradual unfreezing); the
     set clipped by ``max_grad_norm`` is re-read after it.
     """
-    total_steps = epochs * len(train_loader)
+    steps_per_epoch = len(train_loader)
+    total_steps = epochs * steps_per_epoch
     order = getattr(train_loader, "generator", None)  # the shuffling generator, if any
+    selector = Selector(plan, checkpoint.directory if checkpoint is not None else None)
     resume = _resume(checkpoint, model, optimizer, scheduler, callbacks)
     callbacks.on_train_begin(total_steps=total_steps, epochs=epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
     history: list[dict[str, float]] = list(resume.history) if resume else []
+    selector.replay(history)
     step = resume.step if resume else 0
+
+    def evaluation(epoch: float, loss_sum: float, batches: int) -> dict[str, float]:
+        metrics = evaluate(
+            forward,
+            model,
+            val_loader,
+            multilabel=multilabel,
+            device=device,
+            label_names=plan.label_names,
+        )
+        metrics["train_loss"] = loss_sum / max(batches, 1)
+        metrics["epoch"] = round(epoch, 4)
+        metrics["step"] = float(step)
+        history.append(metrics)
+        return metrics
+
+    stop = False
     for epoch in range(resume.epoch if resume else 1, epochs + 1):
         skip = resume.batch if resume is not None and epoch == resume.epoch else 0
         saved_order = resume.epoch_generator_state if resume and epoch == resume.epoch else None
@@ -197,7 +253,9 @@ def fit(
                 trainable = [p for p in model.parameters() if p.requires_grad]
             with autocast(device):
                 logits = forward(inputs)
-            loss = loss_fn(logits, labels.to(device), multilabel=multilabel)
+            loss = loss_fn(
+                logits, labels.to(device), multilabel=multilabel, class_weights=plan.class_weights
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm is not None:
@@ -208,6 +266,13 @@ def fit(
             step += 1
             loss_value = float(loss.detach())
             loss_sum, batches = loss_sum + loss_value, batches + 1
+            last_batch = index + 1 == steps_per_epoch
+            every = plan.eval_every_steps
+            if every is not None and step % every == 0 and not last_batch:
+                metrics = evaluation(epoch - 1 + (index + 1) / steps_per_epoch, loss_sum, batches)
+                callbacks.on_evaluation(epoch=metrics["epoch"], step=step, metrics=metrics)
+                stop = selector.observe(metrics, model, callbacks)
+                model.train()
             state = ResumeState(epoch, step, index + 1, history, epoch_order, loss_sum)
             try:
                 callbacks.on_step_end(
@@ -219,23 +284,28 @@ def fit(
                         model=model, optimizer=optimizer, scheduler=scheduler, state=state
                     )
                 raise
-            last_batch = index + 1 == len(train_loader)
+            if stop:
+                break
             if checkpoint is not None and checkpoint.due(step) and not last_batch:
                 checkpoint.save(model=model, optimizer=optimizer, scheduler=scheduler, state=state)
-        metrics = evaluate(forward, model, val_loader, multilabel=multilabel, device=device)
-        metrics["train_loss"] = loss_sum / max(batches, 1)
-        metrics["epoch"] = float(epoch)
-        history.append(metrics)
-        if checkpoint is not None and epoch < epochs:
-            next_order = order.get_state() if order is not None else None
-            checkpoint.save(
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                state=ResumeState(epoch + 1, step, 0, history, next_order, 0.0),
-            )
-        callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
-    return history
+        if not stop:
+            metrics = evaluation(float(epoch), loss_sum, batches)
+            stop = selector.observe(metrics, model, callbacks)  # before the checkpoint: it
+            # saves the best weights that a resume from that checkpoint will need
+            if checkpoint is not None and epoch < epochs and not stop:
+                next_order = order.get_state() if order is not None else None
+                checkpoint.save(
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    state=ResumeState(epoch + 1, step, 0, history, next_order, 0.0),
+                )
+            callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
+        if stop:
+            break
+    selection = selector.finish(model, callbacks)
+    selected = history[selector.selected_index] if history else {}
+    return FitResult(history=history, selection=selection, metrics=dict(selected))
 
 
 def _resume(
