@@ -30,6 +30,11 @@ class Storage:
     def model_relpath(self, model_id: str) -> str:
         return f"models/{model_id}"
 
+    def report_relpath(self, job_id: str) -> str:
+        """A job's evaluation report: ``report.json`` and ``plots/*.png``, written as one
+        directory (temporary name, then rename) by the worker."""
+        return f"reports/{job_id}"
+
     def uploads_dir(self) -> Path:
         d = self.root / "tmp" / "uploads"
         d.mkdir(parents=True, exist_ok=True)

@@ -170,7 +170,14 @@ class JobStore:
             for kind, message, data in events:
                 s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
 
-    def succeed(self, *, model: Model, metrics: dict[str, Any], progress: dict[str, Any]) -> None:
+    def succeed(
+        self,
+        *,
+        model: Model,
+        metrics: dict[str, Any],
+        progress: dict[str, Any],
+        selection: dict[str, Any] | None = None,
+    ) -> None:
         """Register the model and finish the job in one transaction, or neither."""
         now = utcnow()
         with session_scope() as s:
@@ -179,6 +186,7 @@ class JobStore:
                     status="succeeded",
                     model_id=model.id,
                     metrics=metrics,
+                    selection=selection,
                     progress=progress,
                     finished_at=now,
                     updated_at=now,

@@ -14,8 +14,7 @@ import time
 from typing import Any
 
 from worker.job_store import JobStore, LeaseLost
-from worker.training.callbacks import TrainingCancelled, TrainingReleased
-from worker.training.selection import is_scalar_metric
+from worker.training.callbacks import TrainingCancelled, TrainingReleased, is_scalar_metric
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.models.orm import Model
 from app.storage import Storage
 from worker.job_store import Claim, JobStore, LeaseLost, claim
 from worker.progress import DbCallbacks, Heartbeat
+from worker.training.callbacks import is_scalar_metric
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,16 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
     settings = get_settings()
     storage = Storage.from_settings(settings)
     staging: Path | None = None
+    report_dir: Path | None = None
+    sweep_id: str | None = None
+    status: str | None = None
     checkpoints = Checkpointer(
         storage.path(f"checkpoints/{won.job_id}"), every_steps=settings.checkpoint_every_steps
     )
     keep_checkpoints = False  # only a job that will resume keeps them
     try:
-        job, train_ds, val_ds = _load_rows(won.job_id)
+        job, train_ds, val_ds, test_ds = _load_rows(won.job_id)
+        sweep_id = job.sweep_id
         base = get_base_model(settings, job.base_model)
         if base is None:
             raise JobInputError(f"Base model {job.base_model!r} is no longer available.")
@@ -73,11 +79,21 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         hp = Hyperparameters.model_validate(job.hyperparameters)
         label_names = sorted(train_ds.labels)
         train, validation = _examples(job, train_ds, val_ds, storage, label_names, hp)
+        test = _read(test_ds, job, storage, label_names) if test_ds is not None else None
         aux_texts = _aux_texts(strategy.aux_dataset_ids(), storage)
 
+        from worker.reporting import (
+            build_report,
+            final_evaluation,
+            trainable_parameters,
+            write_report,
+        )
+        from worker.training.device import select_device
         from worker.training.loop import train_model
 
         callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)
+        device = select_device(None)
+        started = time.monotonic()
         trained = train_model(
             base_model_dir=base.path,
             task=job.task,
@@ -89,9 +105,26 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             callbacks=callbacks,
             aux_texts=aux_texts,
             checkpoint=checkpoints,
+            device=device,
         )
-        metrics = dict(callbacks.latest)
-        metrics.update({k: v for k, v in trained.metrics.items() if isinstance(v, (int, float))})
+        train_seconds = time.monotonic() - started
+        callbacks.on_event(
+            "evaluating",
+            "Evaluating the served weights on the validation set"
+            + (" and the test set." if test is not None else "."),
+        )
+        evaluation = final_evaluation(
+            trained, validation=validation, test=test, hp=hp, device=device
+        )
+        # the job's metrics are the served (selected) evaluation's, not the last one's
+        metrics: dict[str, Any] = {
+            k: float(v)
+            for k, v in trained.metrics.items()
+            if isinstance(v, (int, float)) and is_scalar_metric(k)
+        }
+        metrics.update(evaluation.summary_metrics())
+        metrics["trainable_parameters"] = trainable_parameters(trained)
+        metrics["train_seconds"] = round(train_seconds, 3)
 
         from worker.artifacts import write_artifact
 
@@ -111,9 +144,23 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
                 "strategy": job.strategy,
                 "hyperparameters": job.hyperparameters,
                 "metrics": metrics,
+                "calibration": evaluation.calibration.to_json(),
+                "selection": trained.selection,
             },
         )
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
+        report = build_report(
+            job_id=job.id,
+            model_id=model_id,
+            trained=trained,
+            evaluation=evaluation,
+            cost={
+                "train_seconds": round(train_seconds, 3),
+                "trainable_parameters": metrics["trainable_parameters"],
+                "artifact_bytes": size,
+            },
+        )
+        report_dir = write_report(report, storage.path(storage.report_relpath(job.id)))
         model = Model(
             id=model_id,
             tenant_id=job.tenant_id,
@@ -127,10 +174,11 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             size_bytes=size,
         )
         progress = {**callbacks.progress, "percent": 100.0, "eta_seconds": 0.0}
-        store.succeed(model=model, metrics=metrics, progress=progress)
-        staging = None  # registered: it is the model now
+        store.succeed(model=model, metrics=metrics, progress=progress, selection=trained.selection)
+        staging = report_dir = None  # registered: it is the model now
         log.info("job %s succeeded: model %s %s", job.id, model_id, metrics)
-        return "succeeded"
+        status = "succeeded"
+        return status
     except TrainingReleased:
         keep_checkpoints = True
         store.release(
@@ -142,7 +190,8 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
     except TrainingCancelled:
         store.finish(status="cancelled", code=None, message="Cancelled while running.")
         log.info("job %s cancelled", won.job_id)
-        return "cancelled"
+        status = "cancelled"
+        return status
     except LeaseLost:
         keep_checkpoints = True  # whoever holds the job now may resume from them
         log.warning("job %s: lease lost; stopped without further writes", won.job_id)
@@ -155,19 +204,38 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             "The accelerator ran out of memory. Try a smaller "
             "batch_size or max_length, or a lighter strategy (lora, linear_probe).",
         )
-        return "failed"
+        status = "failed"
+        return status
     except JobInputError as exc:
         _fail(store, "invalid_job", str(exc))
-        return "failed"
+        status = "failed"
+        return status
     except Exception as exc:
         log.exception("job %s failed", won.job_id)
         _fail(store, "training_error", f"{type(exc).__name__}: {exc}"[:2000])
-        return "failed"
+        status = "failed"
+        return status
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if report_dir is not None and report_dir.exists():
+            shutil.rmtree(report_dir, ignore_errors=True)
+        if status is not None and sweep_id is not None:
+            _settle_sweep(sweep_id)
         if not keep_checkpoints:
             checkpoints.remove_all()
+
+
+def _settle_sweep(sweep_id: str) -> None:
+    """A candidate of a sweep ended: promote the sweep's winner if it was the last one. Best
+    effort: reading the sweep settles it too, so a failure here loses nothing."""
+    from app.sweeps.service import settle_sweep
+
+    try:
+        with session_scope() as s:
+            settle_sweep(s, sweep_id)
+    except Exception:
+        log.exception("sweep %s: settling failed (GET /v1/sweeps/{id} retries it)", sweep_id)
 
 
 def _fail(store: JobStore, code: str, message: str) -> None:
@@ -175,18 +243,24 @@ def _fail(store: JobStore, code: str, message: str) -> None:
         log.warning("job %s: could not record failure, lease lost", store.claim.job_id)
 
 
-def _load_rows(job_id: str) -> tuple[Job, Dataset, Dataset | None]:
+def _load_rows(job_id: str) -> tuple[Job, Dataset, Dataset | None, Dataset | None]:
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job is not None
         train_ds = s.get(Dataset, job.dataset_id)
-        val_ds = s.get(Dataset, job.validation_dataset_id) if job.validation_dataset_id else None
         if train_ds is None or train_ds.deleted_at is not None:
             raise JobInputError(f"Dataset {job.dataset_id!r} was deleted.")
-        if job.validation_dataset_id and (val_ds is None or val_ds.deleted_at is not None):
-            raise JobInputError(f"Validation dataset {job.validation_dataset_id!r} was deleted.")
+        others: list[Dataset | None] = []
+        for kind, dataset_id in (
+            ("Validation", job.validation_dataset_id),
+            ("Test", job.test_dataset_id),
+        ):
+            ds = s.get(Dataset, dataset_id) if dataset_id else None
+            if dataset_id and (ds is None or ds.deleted_at is not None):
+                raise JobInputError(f"{kind} dataset {dataset_id!r} was deleted.")
+            others.append(ds)
         s.expunge_all()
-        return job, train_ds, val_ds
+        return job, train_ds, others[0], others[1]
 
 
 def _aux_texts(ids: dict[str, str], storage: Storage) -> dict[str, list[str]]:
@@ -204,6 +278,12 @@ def _aux_texts(ids: dict[str, str], storage: Storage) -> dict[str, list[str]]:
     return texts
 
 
+def _read(ds: Dataset, job: Job, storage: Storage, label_names: list[str]) -> Any:
+    from worker.data_loading import read_examples
+
+    return read_examples(storage.path(ds.storage_path), task=job.task, label_names=label_names)
+
+
 def _examples(
     job: Job,
     train_ds: Dataset,
@@ -212,16 +292,11 @@ def _examples(
     label_names: list[str],
     hp: Hyperparameters,
 ) -> tuple[Any, Any]:
-    from worker.data_loading import read_examples, split
+    from worker.data_loading import split
 
-    full = read_examples(
-        storage.path(train_ds.storage_path), task=job.task, label_names=label_names
-    )
+    full = _read(train_ds, job, storage, label_names)
     if val_ds is not None:
-        validation = read_examples(
-            storage.path(val_ds.storage_path), task=job.task, label_names=label_names
-        )
-        return full, validation
+        return full, _read(val_ds, job, storage, label_names)
     if len(full.texts) < 4:
         raise JobInputError("The dataset is too small to split off a validation set.")
     return split(full, fraction=hp.validation_fraction, seed=hp.seed, task=job.task)

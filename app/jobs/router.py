@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.db import get_sessionmaker
-from app.deps import SessionDep, SettingsDep, TenantDep
-from app.jobs import service
+from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
+from app.jobs import reports, service
 from app.jobs.orm import TERMINAL_STATUSES, Job
+from app.jobs.reports import JobReport
 from app.jobs.schemas import (
     JobCreate,
     JobEventList,
@@ -129,6 +130,35 @@ async def _event_stream(job_id: str, after: int | None) -> AsyncIterator[str]:
         if done and not events:
             return
         await asyncio.sleep(1.0)
+
+
+@router.get("/{job_id}/report", response_model=JobReport)
+def get_report(
+    job_id: str, request: Request, tenant: TenantDep, session: SessionDep, storage: StorageDep
+) -> JobReport:
+    """The evaluation report of a succeeded job: which evaluation was served, the metrics and
+    per-class table of the served model on validation (and test), the confusion matrix,
+    calibration, the training curves, and links to the plots. 409 until the job succeeds."""
+    job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
+    report = JobReport.model_validate(reports.read_report(job, storage))
+    report.plots = {
+        name: str(request.url_for("get_report_plot", job_id=job.id, name=f"{name}.png"))
+        for name in reports.available_plots(job, storage)
+    }
+    return report
+
+
+@router.get(
+    "/{job_id}/report/plots/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_report_plot(
+    job_id: str, name: str, tenant: TenantDep, session: SessionDep, storage: StorageDep
+) -> FileResponse:
+    """A plot of the report as PNG: `curves`, `confusion_matrix` or `calibration`."""
+    job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
+    return FileResponse(reports.plot_path(job, storage, name), media_type="image/png")
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics)

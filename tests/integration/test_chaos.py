@@ -36,6 +36,9 @@ HP = {
     "seed": 0,
     "learning_rate": 1e-3,
     "validation_fraction": 0.25,
+    # every job runs all its epochs, so kills land mid-training; the best evaluation is still
+    # selected (and must survive the kills: its weights are kept beside the checkpoints)
+    "early_stopping": {"enabled": False},
 }
 #: a resumed job replays the same batches with the same RNG state: its final validation loss
 #: matches an uninterrupted run to float rounding (documented in docs/operations.md)

@@ -96,14 +96,22 @@ def test_upload_train_poll_predict(
     assert done["status"] == "succeeded", (done, stack.worker_log.read_text()[-4000:])
     assert done["attempt"] == 1
     assert done["progress"]["percent"] == 100.0
-    assert done["progress"]["total_steps"] == done["progress"]["step"] > 0
+    assert done["progress"]["total_steps"] >= done["progress"]["step"] > 0
     assert done["metrics"]["val_accuracy"] >= 0.9, done["metrics"]
     assert "val_macro_f1" in done["metrics"] and "val_loss" in done["metrics"]
+    # the job's metrics are those of the served evaluation, chosen by validation loss
+    selection = done["selection"]
+    assert selection["metric"] == "val_loss" and selection["mode"] == "min"
+    assert done["metrics"]["val_loss"] == pytest.approx(selection["selected"]["val_loss"])
+    assert selection["selected"]["val_loss"] <= selection["last"]["val_loss"]
+    evaluations = selection["evaluations"]
+    assert 1 <= evaluations <= hp["epochs"]
+    assert selection["stopped_early"] == (evaluations < hp["epochs"])
     kinds = [e["kind"] for e in _events(stack, job["id"])]
     assert kinds[0] == "queued" and "started" in kinds and kinds[-1] == "succeeded"
-    assert kinds.count("epoch_end") == hp["epochs"]
+    assert kinds.count("epoch_end") == evaluations
     series = stack.client.get(f"/v1/jobs/{job['id']}/metrics", headers=stack.headers).json()
-    assert sum(1 for p in series["series"] if p["split"] == "validation") == hp["epochs"]
+    assert sum(1 for p in series["series"] if p["split"] == "validation") == evaluations
 
     model_id = done["model_id"]
     model = stack.client.get(f"/v1/models/{model_id}", headers=stack.headers).json()

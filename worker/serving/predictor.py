@@ -24,9 +24,10 @@ from worker.artifacts import (
     MANIFEST_NAME,
     sha256_file,
 )
+from worker.evaluation.calibration import Calibration
 from worker.training.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
 from worker.training.device import autocast, select_device
-from worker.training.metrics import MULTILABEL_THRESHOLD
+from worker.training.loop import TrainedModel
 from worker.training.pooling import PoolingMode, pool
 
 PredictInputs = list[str] | list[tuple[str, str]] | list[list[str]]
@@ -64,8 +65,12 @@ class Predictor:
         max_length: int,
         device: torch.device,
         batch_size: int = 32,
+        calibration: Calibration | None = None,
     ) -> None:
         self.model = model.eval()
+        #: temperature (scores) and per-label thresholds (multi-label decisions) fitted on the
+        #: validation set after training; the identity when none were fitted
+        self.calibration = calibration or Calibration()
         self.tokenizer = tokenizer
         self.task = task
         self.labels = labels
@@ -95,32 +100,40 @@ class Predictor:
         )
         return move_batch(dict(encoded), self.device)
 
-    def predict(self, inputs: PredictInputs, top_k: int = 1) -> list[dict[str, Any]]:
-        """One dict per input: ``label``, ``score``, ``top_k`` (best first); multilabel adds
-        ``labels`` (every label whose sigmoid score reaches 0.5)."""
-        multilabel = self.task == MULTILABEL_TASK
-        k = max(1, min(top_k, len(self.labels)))
-        results: list[dict[str, Any]] = []
+    def logits(self, inputs: PredictInputs) -> torch.Tensor:
+        """Raw logits, shape (len(inputs), labels), float32 on the CPU."""
+        chunks: list[torch.Tensor] = []
         with torch.inference_mode(), autocast(self.device):
             for start in range(0, len(inputs), self.batch_size):
                 outputs = self.model(**self._encode(inputs[start : start + self.batch_size]))
                 logits = outputs if isinstance(outputs, torch.Tensor) else outputs.logits
-                logits = logits.float().cpu()
-                scores = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
-                for row in scores:
-                    best = torch.topk(row, k)
-                    ranked = [
-                        {"label": self.labels[int(i)], "score": float(s)}
-                        for s, i in zip(best.values, best.indices, strict=True)
-                    ]
-                    result: dict[str, Any] = {**ranked[0], "top_k": ranked}
-                    if multilabel:
-                        result["labels"] = [
-                            self.labels[i]
-                            for i, score in enumerate(row.tolist())
-                            if score >= MULTILABEL_THRESHOLD
-                        ]
-                    results.append(result)
+                chunks.append(logits.float().cpu())
+        if not chunks:
+            return torch.empty(0, len(self.labels))
+        return torch.cat(chunks)
+
+    def predict(self, inputs: PredictInputs, top_k: int = 1) -> list[dict[str, Any]]:
+        """One dict per input: ``label``, ``score``, ``top_k`` (best first); multilabel adds
+        ``labels`` (every label whose score reaches its threshold: tuned on validation, or
+        0.5). Scores are temperature-scaled when the job fitted a temperature."""
+        multilabel = self.task == MULTILABEL_TASK
+        k = max(1, min(top_k, len(self.labels)))
+        logits = self.logits(inputs).numpy()
+        scores = torch.from_numpy(self.calibration.probabilities(logits, multilabel=multilabel))
+        thresholds = self.calibration.decision_thresholds(len(self.labels)).tolist()
+        results: list[dict[str, Any]] = []
+        for row in scores:
+            best = torch.topk(row, k)
+            ranked = [
+                {"label": self.labels[int(i)], "score": float(s)}
+                for s, i in zip(best.values, best.indices, strict=True)
+            ]
+            result: dict[str, Any] = {**ranked[0], "top_k": ranked}
+            if multilabel:
+                result["labels"] = [
+                    self.labels[i] for i, score in enumerate(row.tolist()) if score >= thresholds[i]
+                ]
+            results.append(result)
         return results
 
 
@@ -225,5 +238,39 @@ def load_predictor(
         task=manifest["task"],
         labels=list(manifest["labels"]),
         max_length=effective_max_length(tokenizer, int(manifest["max_length"]), config),
+        device=device,
+        calibration=_calibration(manifest, model_dir),
+    )
+
+
+def _calibration(manifest: dict[str, Any], model_dir: Path) -> Calibration:
+    try:
+        return Calibration.from_json(manifest.get("calibration"))
+    except ValueError as error:
+        raise ArtifactError(f"{model_dir}: bad calibration in the manifest: {error}") from error
+
+
+def predictor_from_trained(trained: TrainedModel, *, device: torch.device) -> Predictor:
+    """A predictor over a just-trained model, in memory: the same forward the artifact will
+    serve (so evaluating it evaluates what is served), without writing anything."""
+    model: nn.Module
+    if trained.kind == "head":
+        backbone = trained.backbone
+        if backbone is None:
+            backbone = AutoModel.from_pretrained(
+                trained.base_model_dir, use_safetensors=True, dtype=torch.float32
+            )
+        assert isinstance(trained.model, nn.Linear)
+        pooling: PoolingMode = trained.pooling or "mean"  # type: ignore[assignment]
+        model = ProbeClassifier(backbone, trained.model, pooling)
+    else:
+        model = trained.model
+    model.to(device)
+    return Predictor(
+        model=model,
+        tokenizer=trained.tokenizer,
+        task=trained.task,
+        labels=list(trained.label_names),
+        max_length=trained.max_length,
         device=device,
     )

@@ -9,6 +9,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+def is_scalar_metric(name: str) -> bool:
+    """Summary metrics (``val_loss``) as opposed to per-class ones (``val_f1/sport``)."""
+    return "/" not in name
+
+
 class TrainingCancelled(Exception):
     """Raised by a callback to stop training at a step boundary; propagates out of the loop."""
 

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from app.jobs.strategies import Hyperparameters
-from worker.training.callbacks import TrainingCallbacks
+from worker.training.callbacks import TrainingCallbacks, is_scalar_metric
 
 BEST_PREFIX = "best-step-"
 BEST_WEIGHTS = "weights.safetensors"
@@ -75,11 +75,6 @@ class EvalPlan:
 
 #: what ``fit`` uses when a caller gives no plan: select by validation loss, never stop early
 DEFAULT_PLAN = EvalPlan()
-
-
-def is_scalar_metric(name: str) -> bool:
-    """Summary metrics (``val_loss``) as opposed to per-class ones (``val_f1/sport``)."""
-    return "/" not in name
 
 
 class Selector:

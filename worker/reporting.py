@@ -1,0 +1,156 @@
+"""After training: evaluate what will be served, fit its calibration, write the job's report.
+
+The model is evaluated through :func:`predictor_from_trained`, the same forward the artifact
+serves, so the numbers describe the served model (its selected weights), not a training-time
+approximation. On the validation set it fits the calibration (temperature, multi-label
+thresholds) that serving applies; the test set, when given, is evaluated once, at the end,
+with that calibration and never used for any choice.
+
+The report directory (``report.json`` and ``plots/*.png``) is built under a temporary name and
+renamed into place, so a reader sees all of it or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.jobs.reports import PLOTS_DIR, REPORT_FILE
+from app.jobs.strategies import Hyperparameters
+from worker.evaluation.calibration import Calibration, fit_calibration
+from worker.evaluation.evaluate import evaluate_split
+from worker.evaluation.plots import render_plots
+from worker.serving.predictor import PredictInputs, predictor_from_trained
+from worker.training.callbacks import is_scalar_metric
+from worker.training.data import MULTILABEL_TASK, Examples, label_tensor
+from worker.training.loop import TrainedModel
+
+
+@dataclass
+class FinalEvaluation:
+    calibration: Calibration
+    #: :func:`evaluate_split` of the served model on each split (None: no such split)
+    validation: dict[str, Any] | None
+    test: dict[str, Any] | None
+
+    def summary_metrics(self) -> dict[str, float]:
+        """Scalars for the job's ``metrics``: ``test_*``, ECE and the temperature."""
+        out: dict[str, float] = {}
+        if self.validation is not None:
+            out["val_ece"] = float(self.validation["calibration"]["ece"])
+        if self.calibration.temperature is not None:
+            out["temperature"] = float(self.calibration.temperature)
+        if self.test is not None:
+            for key in ("loss", "accuracy", "macro_f1", "micro_f1", "subset_accuracy"):
+                if isinstance(self.test.get(key), (int, float)):
+                    out[f"test_{key}"] = float(self.test[key])
+            out["test_ece"] = float(self.test["calibration"]["ece"])
+        return out
+
+
+def predict_inputs(examples: Examples) -> PredictInputs:
+    if examples.text_pairs is not None:
+        return [(a, b) for a, b in zip(examples.texts, examples.text_pairs, strict=True)]
+    return list(examples.texts)
+
+
+def final_evaluation(
+    trained: TrainedModel,
+    *,
+    validation: Examples,
+    test: Examples | None,
+    hp: Hyperparameters,
+    device: torch.device,
+) -> FinalEvaluation:
+    multilabel = trained.task == MULTILABEL_TASK
+    predictor = predictor_from_trained(trained, device=device)
+    k = len(trained.label_names)
+
+    def split_logits(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
+        logits = predictor.logits(predict_inputs(examples)).numpy()
+        targets = label_tensor(examples, multilabel=multilabel, num_labels=k).numpy()
+        return logits, targets
+
+    if len(validation) == 0:
+        return FinalEvaluation(Calibration(), None, None)
+    val_logits, val_targets = split_logits(validation)
+    calibration = fit_calibration(
+        val_logits,
+        val_targets,
+        multilabel=multilabel,
+        temperature_scaling=hp.temperature_scaling,
+        tune_thresholds=hp.tune_thresholds and multilabel,
+    )
+
+    def report(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        return evaluate_split(
+            logits,
+            targets,
+            label_names=list(trained.label_names),
+            multilabel=multilabel,
+            calibration=calibration,
+        )
+
+    test_report = None
+    if test is not None and len(test) > 0:
+        test_report = report(*split_logits(test))
+    return FinalEvaluation(calibration, report(val_logits, val_targets), test_report)
+
+
+def build_report(
+    *,
+    job_id: str,
+    model_id: str,
+    trained: TrainedModel,
+    evaluation: FinalEvaluation,
+    cost: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "model_id": model_id,
+        "task": trained.task,
+        "strategy": trained.strategy,
+        "labels": list(trained.label_names),
+        "selection": trained.selection,
+        "history": [
+            {k: float(v) for k, v in point.items() if is_scalar_metric(k)}
+            for point in trained.history
+        ],
+        "validation": evaluation.validation,
+        "test": evaluation.test,
+        "calibration": evaluation.calibration.to_json(),
+        "cost": cost,
+    }
+
+
+def write_report(report: dict[str, Any], dest: Path) -> Path:
+    """Write ``report.json`` and its plots as the directory ``dest``, atomically; an older
+    directory there (a previous attempt of the same job) is replaced."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
+    try:
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        (tmp / PLOTS_DIR).mkdir()
+        render_plots(report, tmp / PLOTS_DIR)
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            doomed = dest.with_name(f".deleting-{tmp.name}")
+            os.rename(dest, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def trainable_parameters(trained: TrainedModel) -> int:
+    return sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
