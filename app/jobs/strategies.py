@@ -316,7 +316,12 @@ class Hyperparameters(BaseModel):
     max_grad_norm: float = Field(
         1.0, gt=0.0, le=100.0, description="Gradient clipping by global norm."
     )
-    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    early_stopping: EarlyStopping = Field(
+        default_factory=EarlyStopping,
+        description="Selection and early stopping: the served weights are those of the best "
+        "evaluation by 'metric'; training stops after 'patience' evaluations without "
+        "improvement.",
+    )
     eval_every_steps: int | None = Field(
         None,
         ge=1,

@@ -114,7 +114,7 @@ def test_early_stopping_stops_after_patience_and_serves_the_best_epoch() -> None
     assert result.selection["last"]["val_loss"] == pytest.approx(losses[best + 1])
     assert result.metrics["epoch"] == best
     # the model holds the selected epoch's weights, not the last one's
-    assert float(model.w) == pytest.approx(weights[best], abs=1e-7)
+    assert float(model.w.detach()) == pytest.approx(weights[best], abs=1e-7)
     assert float(model.w) != pytest.approx(recorder.weights[best + 2])
     assert "early_stopped" in recorder.events and "best_restored" in recorder.events
 

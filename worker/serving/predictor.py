@@ -119,6 +119,8 @@ class Predictor:
         multilabel = self.task == MULTILABEL_TASK
         k = max(1, min(top_k, len(self.labels)))
         logits = self.logits(inputs).numpy()
+        if logits.shape[0] == 0:
+            return []
         scores = torch.from_numpy(self.calibration.probabilities(logits, multilabel=multilabel))
         thresholds = self.calibration.decision_thresholds(len(self.labels)).tolist()
         results: list[dict[str, Any]] = []

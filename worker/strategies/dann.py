@@ -192,7 +192,7 @@ class DomainAdversarial:
                 }
             )
             history.append(metrics)
-            stop = selector.observe(metrics, model, callbacks)
+            stop = selector.observe(metrics, model, callbacks, final=epoch == hp.epochs)
             callbacks.on_epoch_end(epoch=epoch, step=step, total_steps=total_steps, metrics=metrics)
             if stop:
                 break

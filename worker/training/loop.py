@@ -290,8 +290,8 @@ def fit(
                 checkpoint.save(model=model, optimizer=optimizer, scheduler=scheduler, state=state)
         if not stop:
             metrics = evaluation(float(epoch), loss_sum, batches)
-            stop = selector.observe(metrics, model, callbacks)  # before the checkpoint: it
-            # saves the best weights that a resume from that checkpoint will need
+            # observed before the checkpoint: it saves the best weights a resume will need
+            stop = selector.observe(metrics, model, callbacks, final=epoch == epochs)
             if checkpoint is not None and epoch < epochs and not stop:
                 next_order = order.get_state() if order is not None else None
                 checkpoint.save(

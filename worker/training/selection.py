@@ -127,10 +127,16 @@ class Selector:
             self._best_state = self._load_best(int(history[self.best_index].get("step", -1)))
 
     def observe(
-        self, metrics: dict[str, float], model: nn.Module, callbacks: TrainingCallbacks
+        self,
+        metrics: dict[str, float],
+        model: nn.Module,
+        callbacks: TrainingCallbacks,
+        *,
+        final: bool = False,
     ) -> bool:
         """Judge one evaluation (already appended by the caller to its history); keep the
-        weights when it is the best so far. Returns True when training should stop."""
+        weights when it is the best so far. Returns True when training should stop early;
+        the run's ``final`` evaluation never counts as an early stop: nothing was left."""
         if self._judge(metrics) and self.plan.restore_best:
             self._best_state = {
                 name: tensor.detach().to("cpu", copy=True).contiguous()
@@ -138,7 +144,7 @@ class Selector:
             }
             self._save_best(int(metrics.get("step", 0)), metrics)
         patience = self.plan.patience
-        if patience is not None and self.since_best >= patience:
+        if patience is not None and self.since_best >= patience and not final:
             self.stopped_early = True
             callbacks.on_event(
                 "early_stopped",
