@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,23 @@ class JobCreate(BaseModel):
     )
     strategy: StrategyConfig = Field(description="The transfer-learning strategy, by name.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class AuditFinding(BaseModel):
+    """One finding of the pre-flight audit at submit (``app.jobs.audit``)."""
+
+    code: str = Field(
+        description="class_imbalance, leakage, leakage_risk, few_examples, too_small or long_texts."
+    )
+    severity: Literal["info", "warning", "fatal"] = Field(
+        description="info: a note; warning: the job runs but something is probably off; "
+        "fatal: the job would be meaningless, so the submit was refused (422 audit_failed)."
+    )
+    message: str = Field(description="What was found, with the numbers.")
+    suggestion: str | None = Field(None, description="What to change, when there is a fix.")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="The numbers behind the message, per code."
+    )
 
 
 class Progress(BaseModel):
@@ -75,6 +92,11 @@ class JobRead(BaseModel):
     progress: Progress
     metrics: dict[str, Any]
     selection: Selection | None
+    audit: list[AuditFinding] = Field(
+        default_factory=list,
+        description="Warnings and notes of the pre-flight audit of the job's data at submit "
+        "(docs/datasets.md); also in the job's events, kind 'audit'.",
+    )
     model_id: str | None
     error: JobError | None
     attempt: int
@@ -105,6 +127,7 @@ class JobRead(BaseModel):
             progress=Progress.model_validate(job.progress or {}),
             metrics=job.metrics or {},
             selection=Selection.model_validate(job.selection) if job.selection else None,
+            audit=[AuditFinding.model_validate(f) for f in job.audit or []],
             model_id=job.model_id,
             error=error,
             attempt=job.attempt,

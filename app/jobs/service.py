@@ -15,6 +15,7 @@ from app.config import Settings
 from app.datasets.orm import Dataset
 from app.db import rows_changed, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from app.jobs.audit import audit_job
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
 from app.jobs.strategies import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
@@ -151,6 +152,8 @@ def create_job(
         if existing is not None:
             return _replay(existing, fingerprint), False
     dataset = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
+    # a fatal finding raises AuditFailed (422 audit_failed) and nothing is created
+    findings = audit_job(session, body=body, dataset=dataset, settings=settings)
     if not broker_ping():
         raise ServiceUnavailable(
             "The job queue (Redis) is unavailable; the job was not created. Try again shortly.",
@@ -171,6 +174,7 @@ def create_job(
         request_fingerprint=fingerprint,
         progress={},
         metrics={},
+        audit=[f.model_dump(mode="json") for f in findings],
         attempt=0,
         max_attempts=settings.max_attempts,
         enqueued_at=utcnow(),
@@ -188,6 +192,8 @@ def create_job(
             raise
         return _replay(existing, fingerprint), False
     add_event(session, job.id, "queued", "Job accepted and queued.")
+    for finding in findings:
+        add_event(session, job.id, "audit", finding.message, finding.model_dump(mode="json"))
     enqueue_after_commit(session, TRAIN_TASK, [job.id])
     return job, True
 
