@@ -14,6 +14,7 @@ from app.db import get_engine
 from app.error_handlers import install_error_handlers
 from app.jobs.router import router as jobs_router
 from app.models.router import router as models_router
+from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
 
 
@@ -25,7 +26,13 @@ def create_app() -> FastAPI:
         description="Fine-tune pretrained models with transfer-learning strategies; serve them.",
     )
     install_error_handlers(api)
-    for router in (datasets_router, base_models_router, jobs_router, models_router):
+    for router in (
+        datasets_router,
+        base_models_router,
+        jobs_router,
+        models_router,
+        sweeps_router,
+    ):
         api.include_router(router)
 
     @api.get("/healthz", tags=["health"])

@@ -13,6 +13,10 @@ from tests.api.conftest import csv_bytes, sample_rows, upload
 from tests.api.test_hostile_uploads import assert_error
 
 JOB_BODY = {"base_model": "all-MiniLM-L6-v2", "strategy": {"name": "full"}}
+SWEEP_BODY = {
+    "base_model": "all-MiniLM-L6-v2",
+    "strategies": [{"name": "linear_probe"}, {"name": "full"}],
+}
 
 
 def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics", "sport")) -> str:
@@ -75,8 +79,9 @@ def _v1_routes() -> list[tuple[str, str]]:
     for path, operations in create_app().openapi()["paths"].items():
         if not path.startswith("/v1"):
             continue
-        for param in ("dataset_id", "job_id", "model_id"):
+        for param in ("dataset_id", "job_id", "model_id", "sweep_id"):
             path = path.replace("{" + param + "}", "x_123")
+        path = path.replace("{name}", "curves.png")
         out += [(method.upper(), path) for method in operations]
     return out
 
@@ -100,6 +105,12 @@ def test_route_table_is_what_we_expect() -> None:
             ("POST", "/v1/jobs/x_123/cancel"),
             ("GET", "/v1/jobs/x_123/events"),
             ("GET", "/v1/jobs/x_123/metrics"),
+            ("GET", "/v1/jobs/x_123/report"),
+            ("GET", "/v1/jobs/x_123/report/plots/curves.png"),
+            ("POST", "/v1/sweeps"),
+            ("GET", "/v1/sweeps"),
+            ("GET", "/v1/sweeps/x_123"),
+            ("POST", "/v1/sweeps/x_123/cancel"),
             ("GET", "/v1/models"),
             ("GET", "/v1/models/x_123"),
             ("DELETE", "/v1/models/x_123"),
@@ -116,6 +127,8 @@ def _call(client: TestClient, method: str, path: str, headers: dict[str, str]) -
         kwargs["json"] = {"inputs": ["hi"]}
     elif method == "POST" and path == "/v1/jobs":
         kwargs["json"] = {**JOB_BODY, "dataset_id": "x_123"}
+    elif method == "POST" and path == "/v1/sweeps":
+        kwargs["json"] = {**SWEEP_BODY, "dataset_id": "x_123"}
     return client.request(method, path, **kwargs)
 
 
@@ -181,6 +194,9 @@ def test_tenant_isolation(client: TestClient, make_key: Callable[[str], dict[str
     r = client.post("/v1/jobs", headers=a, json={**JOB_BODY, "dataset_id": ds["id"]})
     assert r.status_code == 201, r.text
     job = r.json()
+    r = client.post("/v1/sweeps", headers=a, json={**SWEEP_BODY, "dataset_id": ds["id"]})
+    assert r.status_code == 201, r.text
+    sweep = r.json()
     model_id = insert_model("tenant-a")
     assert client.get(f"/v1/models/{model_id}", headers=a).status_code == 200
 
@@ -193,6 +209,10 @@ def test_tenant_isolation(client: TestClient, make_key: Callable[[str], dict[str
         ("POST", f"/v1/jobs/{job['id']}/cancel", None),
         ("GET", f"/v1/jobs/{job['id']}/events", None),
         ("GET", f"/v1/jobs/{job['id']}/metrics", None),
+        ("GET", f"/v1/jobs/{job['id']}/report", None),
+        ("GET", f"/v1/jobs/{job['id']}/report/plots/curves.png", None),
+        ("GET", f"/v1/sweeps/{sweep['id']}", None),
+        ("POST", f"/v1/sweeps/{sweep['id']}/cancel", None),
         ("GET", f"/v1/models/{model_id}", None),
         ("DELETE", f"/v1/models/{model_id}", None),
         ("POST", f"/v1/models/{model_id}/predict", {"inputs": ["hello"]}),
@@ -203,7 +223,7 @@ def test_tenant_isolation(client: TestClient, make_key: Callable[[str], dict[str
         assert "tenant-a" not in err["message"]
 
     # ... nor in lists
-    for path in ("/v1/datasets", "/v1/jobs", "/v1/models"):
+    for path in ("/v1/datasets", "/v1/jobs", "/v1/models", "/v1/sweeps"):
         r = client.get(path, headers=b)
         assert r.status_code == 200, r.text
         assert r.json() == {"data": [], "next_cursor": None}
@@ -232,10 +252,12 @@ def test_tenant_isolation(client: TestClient, make_key: Callable[[str], dict[str
     # A's things are untouched by B's attempts
     assert client.get(f"/v1/datasets/{ds['id']}", headers=a).status_code == 200
     assert client.get(f"/v1/jobs/{job['id']}", headers=a).json()["status"] == "queued"
+    assert client.get(f"/v1/sweeps/{sweep['id']}", headers=a).json()["status"] == "running"
     assert client.get(f"/v1/models/{model_id}", headers=a).status_code == 200
     model_job = client.get(f"/v1/models/{model_id}", headers=a).json()["job_id"]
     listed = {d["id"] for d in client.get("/v1/jobs", headers=a).json()["data"]}
-    assert listed == {job["id"], model_job}
+    sweep_jobs = {entry["job_id"] for entry in sweep["leaderboard"]}
+    assert listed == {job["id"], model_job} | sweep_jobs and len(sweep_jobs) == 2
     assert [m["id"] for m in client.get("/v1/models", headers=a).json()["data"]] == [model_id]
     listed = {d["id"] for d in client.get("/v1/datasets", headers=a).json()["data"]}
     assert {ds["id"], val["id"]} < listed and len(listed) == 3  # + insert_model's seed

@@ -1,0 +1,346 @@
+"""Sweeps: create the candidate jobs in one transaction, rank them, promote the winner.
+
+A sweep is a ``Sweep`` row plus its candidate jobs (``Job.sweep_id``), all on one split. The
+rows are the truth: the leaderboard is computed from the jobs whenever it is read, and
+:func:`settle_sweep` finishes the sweep with one conditional UPDATE once every candidate has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import rows_changed, utcnow
+from app.errors import AppError, Conflict, InvalidInput, NotFound
+from app.jobs.orm import TERMINAL_STATUSES, Job
+from app.jobs.schemas import JobCreate
+from app.jobs.service import cancel_job, create_job, validate_submission
+from app.jobs.strategies import (
+    MULTILABEL_METRICS,
+    SINGLE_LABEL_METRICS,
+    Hyperparameters,
+    metric_mode,
+)
+from app.models.orm import Model
+from app.pagination import paginate
+from app.sweeps.orm import Sweep
+from app.sweeps.schemas import LeaderboardEntry, SweepCreate, SweepRead, selected_metrics
+
+# --- create -----------------------------------------------------------------------------
+
+
+def shared_hyperparameters(body: SweepCreate) -> Hyperparameters:
+    """The hyperparameters every candidate shares: unless the caller set ``early_stopping``,
+    each candidate selects its served checkpoint by the sweep's metric."""
+    hp = body.hyperparameters
+    if "early_stopping" in hp.model_fields_set:
+        return hp
+    return hp.model_copy(
+        update={"early_stopping": hp.early_stopping.model_copy(update={"metric": body.metric})}
+    )
+
+
+def candidate_bodies(body: SweepCreate, shared: Hyperparameters) -> list[JobCreate]:
+    """One job per strategy x learning rate, in request order, all on the same split."""
+    rates: list[float | None] = [None] if body.learning_rates is None else [*body.learning_rates]
+    return [
+        JobCreate(
+            base_model=body.base_model,
+            dataset_id=body.dataset_id,
+            validation_dataset_id=body.validation_dataset_id,
+            test_dataset_id=body.test_dataset_id,
+            strategy=strategy,
+            hyperparameters=shared
+            if rate is None
+            else shared.model_copy(update={"learning_rate": rate}),
+        )
+        for strategy in body.strategies
+        for rate in rates
+    ]
+
+
+@contextmanager
+def _as_candidate(index: int) -> Iterator[None]:
+    """Name the candidate in the details of an error raised for it."""
+    try:
+        yield
+    except AppError as exc:
+        if exc.details is None or isinstance(exc.details, dict):
+            exc.details = {**(exc.details or {}), "candidate": index}
+        raise
+
+
+def _check_metric(metric: str, task: str) -> None:
+    multilabel = task == "text-multilabel"
+    if (multilabel and metric in SINGLE_LABEL_METRICS) or (
+        not multilabel and metric in MULTILABEL_METRICS
+    ):
+        raise InvalidInput(
+            f"Metric {metric!r} does not exist for a {task!r} task.", details={"field": "metric"}
+        )
+
+
+def create_sweep(
+    session: Session,
+    *,
+    tenant_id: str,
+    body: SweepCreate,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> tuple[Sweep, bool]:
+    """Create the sweep and every candidate job (queued; sent after commit), or nothing.
+
+    Returns (sweep, created). Does not commit: the caller does, and the train messages go out
+    after that commit. A candidate that fails validation raises its error with
+    ``details.candidate`` set to its index, and the caller's rollback drops everything."""
+    shared = shared_hyperparameters(body)
+    request = body.model_copy(update={"hyperparameters": shared}).model_dump(mode="json")
+    if idempotency_key:
+        existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
+        if existing is not None:
+            return _replay(existing, request), False
+    # the datasets and strategies first (with the caller's own early_stopping), so that the
+    # sweep row never points at a dataset that is not there, and a wrong metric is named as
+    # the sweep's `metric`
+    dataset = None
+    for index, job_body in enumerate(candidate_bodies(body, body.hyperparameters)):
+        with _as_candidate(index):
+            dataset = validate_submission(
+                session, tenant_id=tenant_id, body=job_body, settings=settings
+            )
+    assert dataset is not None  # at least one strategy
+    _check_metric(body.metric, dataset.task)
+
+    sweep = Sweep(
+        tenant_id=tenant_id,
+        status="running",
+        base_model=body.base_model,
+        dataset_id=body.dataset_id,
+        validation_dataset_id=body.validation_dataset_id,
+        test_dataset_id=body.test_dataset_id,
+        metric=body.metric,
+        mode=metric_mode(body.metric),
+        request=request,
+        idempotency_key=idempotency_key,
+    )
+    session.add(sweep)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # a concurrent retry with the same Idempotency-Key won the race
+        existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, request), False
+    for index, job_body in enumerate(candidate_bodies(body, shared)):
+        with _as_candidate(index):
+            create_job(
+                session,
+                tenant_id=tenant_id,
+                body=job_body,
+                settings=settings,
+                idempotency_key=None,
+                sweep_id=sweep.id,
+            )
+    return sweep, True
+
+
+def _by_key(session: Session, *, tenant_id: str, idempotency_key: str | None) -> Sweep | None:
+    if not idempotency_key:
+        return None
+    return session.scalar(
+        select(Sweep).where(Sweep.tenant_id == tenant_id, Sweep.idempotency_key == idempotency_key)
+    )
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _replay(existing: Sweep, request: dict[str, Any]) -> Sweep:
+    if _canonical(existing.request) != _canonical(request):
+        raise Conflict(
+            "This Idempotency-Key was used with a different request body.",
+            code="idempotency_key_reused",
+            details={"sweep_id": existing.id},
+        )
+    return existing
+
+
+# --- read, cancel -----------------------------------------------------------------------
+
+
+def get_sweep(session: Session, *, tenant_id: str, sweep_id: str) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.tenant_id != tenant_id:
+        raise NotFound(f"Sweep {sweep_id!r} not found.")
+    return sweep
+
+
+def list_sweeps(
+    session: Session, *, tenant_id: str, status: str | None, cursor: str | None, limit: int
+) -> list[Sweep]:
+    stmt = select(Sweep).where(Sweep.tenant_id == tenant_id)
+    if status:
+        stmt = stmt.where(Sweep.status == status)
+    stmt = paginate(stmt, created_col=Sweep.created_at, id_col=Sweep.id, cursor=cursor, limit=limit)
+    return list(session.scalars(stmt))
+
+
+def cancel_sweep(session: Session, *, tenant_id: str, sweep_id: str) -> Sweep:
+    """Cancel the sweep (no promotion) and every unfinished candidate: queued ones at once,
+    running ones through their cancel flag. A finished sweep is a 409 ``sweep_finished``."""
+    sweep = get_sweep(session, tenant_id=tenant_id, sweep_id=sweep_id)
+    settle_sweep(session, sweep.id)  # all candidates done already: it finished, not cancelled
+    now = utcnow()
+    done = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep.id, Sweep.status == "running")
+        .values(status="cancelled", finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(sweep)
+    if not rows_changed(done):
+        raise Conflict(
+            f"Sweep {sweep.id!r} already {sweep.status}; it cannot be cancelled.",
+            code="sweep_finished",
+            details={"status": sweep.status},
+        )
+    for job in _jobs_of(session, [sweep.id]).get(sweep.id, []):
+        if job.status in TERMINAL_STATUSES:
+            continue
+        try:
+            cancel_job(session, tenant_id=tenant_id, job_id=job.id)
+        except Conflict as exc:  # it finished in the meantime
+            if exc.code != "job_finished":
+                raise
+    return sweep
+
+
+# --- ranking and promotion --------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    job: Job
+    model: Model | None
+    value: float | None
+    wall_seconds: float | None
+    rank: int | None = None
+
+
+def _rank(
+    jobs: Sequence[Job], models: dict[str, Model], metric: str, mode: str
+) -> list[_Candidate]:
+    """Succeeded candidates by value (ties: shorter wall time), then unfinished, then failed
+    and cancelled; within those, in the order they were created."""
+    candidates = []
+    for job in sorted(jobs, key=lambda j: (j.created_at, j.id)):
+        wall = (
+            (job.finished_at - job.started_at).total_seconds()
+            if job.finished_at and job.started_at
+            else None
+        )
+        value = selected_metrics(job).get(metric)
+        candidates.append(_Candidate(job, models.get(job.model_id or ""), value, wall))
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(c: _Candidate) -> tuple[int, float, float]:
+        if c.job.status == "succeeded" and c.value is not None:
+            return (0, sign * c.value, c.wall_seconds if c.wall_seconds is not None else math.inf)
+        group = {"succeeded": 1, "queued": 2, "running": 2}.get(c.job.status, 3)
+        return (group, 0.0, 0.0)
+
+    candidates.sort(key=key)  # stable: creation order within a group
+    for position, c in enumerate(candidates, start=1):
+        if c.job.status == "succeeded" and c.value is not None:
+            c.rank = position
+    return candidates
+
+
+def _jobs_of(session: Session, sweep_ids: Sequence[str]) -> dict[str, list[Job]]:
+    found: dict[str, list[Job]] = {sweep_id: [] for sweep_id in sweep_ids}
+    if not sweep_ids:
+        return found
+    stmt = (
+        select(Job)
+        .where(Job.sweep_id.in_(sweep_ids))
+        .order_by(Job.created_at, Job.id)
+        .execution_options(populate_existing=True)  # the workers change these rows
+    )
+    for job in session.scalars(stmt):
+        found[str(job.sweep_id)].append(job)
+    return found
+
+
+def _models_of(session: Session, jobs: Sequence[Job]) -> dict[str, Model]:
+    ids = {job.model_id for job in jobs if job.model_id}
+    if not ids:
+        return {}
+    return {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(ids)))}
+
+
+def _settle(session: Session, sweep: Sweep, ranked: list[_Candidate]) -> None:
+    if sweep.status != "running" or any(c.job.status not in TERMINAL_STATUSES for c in ranked):
+        return
+    winner = ranked[0] if ranked and ranked[0].rank == 1 else None
+    now = utcnow()
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep.id, Sweep.status == "running")
+        .values(
+            status="succeeded" if winner else "failed",
+            winner_job_id=winner.job.id if winner else None,
+            model_id=winner.job.model_id if winner else None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(sweep)  # whoever won the UPDATE, this is what the row says now
+
+
+def settle_sweep(session: Session, sweep_id: str) -> Sweep | None:
+    """Finish a ``running`` sweep whose candidates have all finished; None if there is none.
+
+    The best succeeded candidate by the sweep's metric (ties: shorter wall time) wins: the
+    sweep becomes ``succeeded`` with its ``winner_job_id`` and ``model_id``; with no such
+    candidate it becomes ``failed``. One conditional UPDATE (``WHERE status = 'running'``)
+    does it, so two settlers never both promote, and settling again changes nothing.
+
+    For the worker, after each candidate job ends, and for readers. Flushes, never commits:
+    the caller commits."""
+    sweep = session.get(Sweep, sweep_id, populate_existing=True)
+    if sweep is None or sweep.status != "running":
+        return sweep
+    jobs = _jobs_of(session, [sweep.id])[sweep.id]
+    _settle(session, sweep, _rank(jobs, _models_of(session, jobs), sweep.metric, sweep.mode))
+    return sweep
+
+
+def describe(session: Session, sweeps: Sequence[Sweep]) -> list[SweepRead]:
+    """Settle the running sweeps among ``sweeps`` (lazily), then read them with leaderboards."""
+    jobs_by_sweep = _jobs_of(session, [s.id for s in sweeps])
+    models = _models_of(session, [j for jobs in jobs_by_sweep.values() for j in jobs])
+    reads = []
+    for sweep in sweeps:
+        ranked = _rank(jobs_by_sweep[sweep.id], models, sweep.metric, sweep.mode)
+        _settle(session, sweep, ranked)
+        board = [
+            LeaderboardEntry.from_job(
+                c.job, rank=c.rank, value=c.value, wall_seconds=c.wall_seconds, model=c.model
+            )
+            for c in ranked
+        ]
+        reads.append(SweepRead.from_row(sweep, board))
+    return reads
