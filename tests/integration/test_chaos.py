@@ -137,7 +137,10 @@ def chaos(
         "TUNESERVE_REAPER_INTERVAL_S": "1",
         "TUNESERVE_RESEND_AFTER_S": "3",
         "TUNESERVE_CHECKPOINT_EVERY_STEPS": "5",
-        "TUNESERVE_MAX_ATTEMPTS": "3",
+        # more attempts than the sigkill test's 5 kills: no job can run out of attempts, so
+        # the job that was past its checkpoint when killed always resumes (a job that ran out
+        # of attempts proved nothing, and which one did depended on timing)
+        "TUNESERVE_MAX_ATTEMPTS": "6",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
@@ -245,10 +248,8 @@ def test_sigkill_at_seeded_random_points(
     outcome = {j: (v["status"], v["attempt"]) for j, v in jobs.items()}
     print(f"\nchaos: {len(kills)} kills {kills}; outcomes {outcome}")
     for job in jobs.values():
-        assert job["status"] in {"succeeded", "failed"}
+        assert job["status"] == "succeeded", (job, chaos.worker.tail()[-4000:])
         assert job["attempt"] <= job["max_attempts"]
-        if job["status"] == "failed":
-            assert job["error"]["code"] == "worker_lost"
     resumed = [
         j for j, v in jobs.items() if v["status"] == "succeeded" and "resumed" in chaos.events(j)
     ]
