@@ -4,7 +4,7 @@ Starts ``tuneserve up`` (embedded Redis, SQLite, a real train worker and infer w
 fresh data directory, uploads stratified BBC train / validation / test CSVs, submits
 ``POST /v1/sweeps`` with the strategies asked for (default ``linear_probe``, ``lora``,
 ``full``), polls the leaderboard until the sweep settles, asks the promoted model for a few
-predictions, saves the winner's plots, and writes ``bench/results/sweep_bbc.json``.
+predictions, saves the winner's plots, and writes ``bench/results/{--name}.json``.
 
     python -m bench.sweep_bbc --train 240 --validation 200 --test 200 --epochs 4
 """
@@ -103,6 +103,10 @@ def main() -> None:
     parser.add_argument("--metric", default="val_macro_f1")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--temperature-scaling", action="store_true", help="fit a temperature on validation"
+    )
+    parser.add_argument("--name", default="sweep_bbc", help="stem of the result files")
     args = parser.parse_args()
 
     splits = _splits(args.train, args.validation, args.test, args.seed)
@@ -134,6 +138,7 @@ def main() -> None:
                     "batch_size": args.batch_size,
                     "max_length": args.max_length,
                     "seed": args.seed,
+                    "temperature_scaling": args.temperature_scaling,
                 },
             }
             if args.learning_rates:
@@ -159,7 +164,7 @@ def main() -> None:
                 for plot in ("curves", "confusion_matrix", "calibration"):
                     png = client.get(f"/v1/jobs/{winner}/report/plots/{plot}.png")
                     if png.status_code == 200:
-                        (RESULTS_DIR / f"sweep_bbc_{plot}.png").write_bytes(png.content)
+                        (RESULTS_DIR / f"{args.name}_{plot}.png").write_bytes(png.content)
             reports = {
                 e["job_id"]: client.get(f"/v1/jobs/{e['job_id']}/report").json()
                 for e in sweep["leaderboard"]
@@ -186,7 +191,7 @@ def main() -> None:
         },
     }
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / "sweep_bbc.json"
+    out = RESULTS_DIR / f"{args.name}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result["sweep"]["leaderboard"], indent=1))
     print("wrote", out)
