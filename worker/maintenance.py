@@ -27,6 +27,7 @@ from app.db import db_now, rows_changed, session_scope
 from app.orm import Job, JobEvent
 from app.storage import Storage
 from app.tasks import TRAIN_QUEUE, TRAIN_TASK, enqueue_after_commit
+from worker.sweep_settling import settle_sweeps
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,15 @@ def _decoded(raw: bytes | str) -> bytes:
 def reap_once() -> ReapReport:
     report = ReapReport()
     settings = get_settings()
+    failed_sweeps: list[str] = []
     with session_scope() as s:
         now = db_now(s)
         expired = s.execute(
-            select(Job.id, Job.lease_token, Job.attempt, Job.max_attempts).where(
+            select(Job.id, Job.lease_token, Job.attempt, Job.max_attempts, Job.sweep_id).where(
                 Job.status == "running", Job.lease_expires_at < now
             )
         ).all()
-        for job_id, token, attempt, max_attempts in expired:
+        for job_id, token, attempt, max_attempts, sweep_id in expired:
             fenced = update(Job).where(
                 Job.id == job_id, Job.status == "running", Job.lease_token == token
             )
@@ -143,6 +145,8 @@ def reap_once() -> ReapReport:
                         )
                     )
                     report.failed.append(job_id)
+                    if sweep_id is not None:
+                        failed_sweeps.append(sweep_id)
 
         stale = now - timedelta(seconds=settings.resend_after_s)
         waiting = s.scalars(
@@ -169,6 +173,7 @@ def reap_once() -> ReapReport:
         shutil.rmtree(
             Storage.from_settings(settings).path(f"checkpoints/{job_id}"), ignore_errors=True
         )
+    settle_sweeps(failed_sweeps)  # after the commit: a reaped last candidate ends its sweep
     if report.requeued or report.failed or report.resent:
         log.info("reaper: %s", report.as_dict())
     return report

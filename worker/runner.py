@@ -26,6 +26,7 @@ from app.models.orm import Model
 from app.storage import Storage
 from worker.job_store import Claim, JobStore, LeaseLost, claim
 from worker.progress import DbCallbacks, Heartbeat
+from worker.sweep_settling import settle_sweeps
 from worker.training.callbacks import is_scalar_metric
 
 log = logging.getLogger(__name__)
@@ -221,21 +222,9 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         if report_dir is not None and report_dir.exists():
             shutil.rmtree(report_dir, ignore_errors=True)
         if status is not None and sweep_id is not None:
-            _settle_sweep(sweep_id)
+            settle_sweeps([sweep_id])
         if not keep_checkpoints:
             checkpoints.remove_all()
-
-
-def _settle_sweep(sweep_id: str) -> None:
-    """A candidate of a sweep ended: promote the sweep's winner if it was the last one. Best
-    effort: reading the sweep settles it too, so a failure here loses nothing."""
-    from app.sweeps.service import settle_sweep
-
-    try:
-        with session_scope() as s:
-            settle_sweep(s, sweep_id)
-    except Exception:
-        log.exception("sweep %s: settling failed (GET /v1/sweeps/{id} retries it)", sweep_id)
 
 
 def _fail(store: JobStore, code: str, message: str) -> None:

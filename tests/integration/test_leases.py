@@ -153,6 +153,40 @@ def test_reaper_requeues_then_fails_a_lost_job_and_fences_the_old_worker(env: st
     assert reap_once().failed == []  # nothing twice
 
 
+def test_reaper_failing_a_sweeps_last_candidate_settles_the_sweep(env: str) -> None:
+    from app.db import session_scope
+    from app.orm import Job
+    from app.sweeps.orm import Sweep
+    from worker.job_store import claim
+    from worker.maintenance import reap_once
+
+    done_id, lost_id = make_jobs(2)
+    with session_scope() as s:
+        done, lost = s.get(Job, done_id), s.get(Job, lost_id)
+        assert done is not None and lost is not None
+        sweep = Sweep(
+            tenant_id=lost.tenant_id,
+            base_model="tiny",
+            dataset_id=lost.dataset_id,
+            metric="val_macro_f1",
+            mode="max",
+            request={},
+        )
+        s.add(sweep)
+        s.flush()
+        sweep_id = sweep.id
+        done.sweep_id = lost.sweep_id = sweep_id
+        done.status, lost.max_attempts = "cancelled", 1
+    assert claim(lost_id, lease_seconds=60) is not None
+    _expire(lost_id)
+    assert reap_once().failed == [lost_id]
+    # no reader asked: the reaper itself ended the sweep (no candidate succeeded: failed)
+    with session_scope() as s:
+        row = s.get(Sweep, sweep_id)
+        assert row is not None and row.status == "failed" and row.finished_at is not None
+        assert row.winner_job_id is None
+
+
 def test_reaper_resends_only_messages_the_broker_lost(env: str, redis_url: str) -> None:
     from app.tasks import TRAIN_TASK, send_task
     from worker.maintenance import jobs_in_broker, reap_once
