@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
-from app.base_models.registry import BaseModelInfo, get_base_model
+from app.base_models.registry import BaseModelInfo
 from app.config import Settings
 from app.datasets.orm import Dataset
 from app.errors import InvalidInput
@@ -516,7 +516,12 @@ def _source(session: Session, storage: Storage, dataset_id: str | None) -> _Sour
 
 
 def audit_job(
-    session: Session, *, body: JobCreate, dataset: Dataset, settings: Settings
+    session: Session,
+    *,
+    body: JobCreate,
+    dataset: Dataset,
+    base: BaseModelInfo,
+    settings: Settings,
 ) -> list[AuditFinding]:
     """The findings for a validated submission, in CHECKS order. Raises nothing but
     :class:`AuditFailed` when a finding is fatal."""
@@ -525,16 +530,15 @@ def audit_job(
     model_max: int | None = None
     scan: Scan | None = None
     try:
-        base = get_base_model(settings, body.base_model)
-        model_max = model_max_length(base) if base else None
-        tokenizer_file = base.path / "tokenizer.json" if base else None
+        model_max = model_max_length(base)
+        tokenizer_file = base.path / "tokenizer.json"
         storage = Storage.from_settings(settings)
         req = _ScanRequest(
             task=dataset.task,
             train=_Source(dataset.id, storage.path(dataset.storage_path)),
             validation=_source(session, storage, body.validation_dataset_id),
             test=_source(session, storage, body.test_dataset_id),
-            tokenizer_file=tokenizer_file if tokenizer_file and tokenizer_file.is_file() else None,
+            tokenizer_file=tokenizer_file if tokenizer_file.is_file() else None,
             char_cap=CHARS_PER_TOKEN_CAP * (model_max or 8192),
         )
         # a sweep submits several jobs on the same data in one session: read it once

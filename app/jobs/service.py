@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.base_models.registry import get_base_model
+from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.datasets.orm import Dataset
 from app.db import rows_changed, utcnow
@@ -46,9 +47,17 @@ def _dataset_for_job(session: Session, *, tenant_id: str, dataset_id: str, field
     return ds
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What validating a job request found: its training dataset and its base model."""
+
+    dataset: Dataset
+    base: BaseModelInfo
+
+
 def validate_submission(
     session: Session, *, tenant_id: str, body: JobCreate, settings: Settings
-) -> Dataset:
+) -> Submission:
     base = get_base_model(settings, body.base_model)
     if base is None:
         raise InvalidInput(
@@ -99,8 +108,12 @@ def validate_submission(
             _check_evaluation_dataset(
                 session, tenant_id=tenant_id, dataset=dataset, dataset_id=other_id, field=field
             )
-    _check_selection_metric(body.hyperparameters.early_stopping.metric, dataset.task)
-    return dataset
+    check_selection_metric(
+        body.hyperparameters.early_stopping.metric,
+        dataset.task,
+        field="hyperparameters.early_stopping.metric",
+    )
+    return Submission(dataset=dataset, base=base)
 
 
 def _check_evaluation_dataset(
@@ -123,14 +136,14 @@ def _check_evaluation_dataset(
     return other
 
 
-def _check_selection_metric(metric: str, task: str) -> None:
+def check_selection_metric(metric: str, task: str, *, field: str) -> None:
+    """A 422 naming ``field`` when ``metric`` does not exist for the task."""
     multilabel = task == "text-multilabel"
     if (multilabel and metric in SINGLE_LABEL_METRICS) or (
         not multilabel and metric in MULTILABEL_METRICS
     ):
         raise InvalidInput(
-            f"Metric {metric!r} does not exist for a {task!r} task.",
-            details={"field": "hyperparameters.early_stopping.metric"},
+            f"Metric {metric!r} does not exist for a {task!r} task.", details={"field": field}
         )
 
 
@@ -142,8 +155,10 @@ def create_job(
     settings: Settings,
     idempotency_key: str | None,
     sweep_id: str | None = None,
+    submission: Submission | None = None,
 ) -> tuple[Job, bool]:
-    """Create a queued job and send ``train(job_id)`` after commit. Returns (job, created)."""
+    """Create a queued job and send ``train(job_id)`` after commit. Returns (job, created).
+    ``submission``: the request's validation, when the caller has already done it."""
     fingerprint = _fingerprint(body)
     if idempotency_key:
         existing = session.scalar(
@@ -151,9 +166,13 @@ def create_job(
         )
         if existing is not None:
             return _replay(existing, fingerprint), False
-    dataset = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
+    if submission is None:
+        submission = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
+    dataset = submission.dataset
     # a fatal finding raises AuditFailed (422 audit_failed) and nothing is created
-    findings = audit_job(session, body=body, dataset=dataset, settings=settings)
+    findings = audit_job(
+        session, body=body, dataset=dataset, base=submission.base, settings=settings
+    )
     if not broker_ping():
         raise ServiceUnavailable(
             "The job queue (Redis) is unavailable; the job was not created. Try again shortly.",

@@ -20,16 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import rows_changed, utcnow
-from app.errors import AppError, Conflict, InvalidInput, NotFound
+from app.errors import AppError, Conflict, NotFound
 from app.jobs.orm import TERMINAL_STATUSES, Job
 from app.jobs.schemas import JobCreate
-from app.jobs.service import cancel_job, create_job, validate_submission
-from app.jobs.strategies import (
-    MULTILABEL_METRICS,
-    SINGLE_LABEL_METRICS,
-    Hyperparameters,
-    metric_mode,
-)
+from app.jobs.service import cancel_job, check_selection_metric, create_job, validate_submission
+from app.jobs.strategies import Hyperparameters, metric_mode
 from app.models.orm import Model
 from app.pagination import paginate
 from app.sweeps.orm import Sweep
@@ -79,16 +74,6 @@ def _as_candidate(index: int) -> Iterator[None]:
         raise
 
 
-def _check_metric(metric: str, task: str) -> None:
-    multilabel = task == "text-multilabel"
-    if (multilabel and metric in SINGLE_LABEL_METRICS) or (
-        not multilabel and metric in MULTILABEL_METRICS
-    ):
-        raise InvalidInput(
-            f"Metric {metric!r} does not exist for a {task!r} task.", details={"field": "metric"}
-        )
-
-
 def create_sweep(
     session: Session,
     *,
@@ -108,17 +93,16 @@ def create_sweep(
         existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
         if existing is not None:
             return _replay(existing, request), False
-    # the datasets and strategies first (with the caller's own early_stopping), so that the
+    # every candidate is validated first (with the caller's own early_stopping), so that the
     # sweep row never points at a dataset that is not there, and a wrong metric is named as
-    # the sweep's `metric`
-    dataset = None
+    # the sweep's `metric`; the sweep's metric is then checked once
+    submissions = []
     for index, job_body in enumerate(candidate_bodies(body, body.hyperparameters)):
         with _as_candidate(index):
-            dataset = validate_submission(
-                session, tenant_id=tenant_id, body=job_body, settings=settings
+            submissions.append(
+                validate_submission(session, tenant_id=tenant_id, body=job_body, settings=settings)
             )
-    assert dataset is not None  # at least one strategy
-    _check_metric(body.metric, dataset.task)
+    check_selection_metric(body.metric, submissions[0].dataset.task, field="metric")
 
     sweep = Sweep(
         tenant_id=tenant_id,
@@ -142,7 +126,10 @@ def create_sweep(
         if existing is None:
             raise
         return _replay(existing, request), False
-    for index, job_body in enumerate(candidate_bodies(body, shared)):
+    # the candidates as validated above: only early_stopping.metric differs, now the sweep's
+    for index, (job_body, submission) in enumerate(
+        zip(candidate_bodies(body, shared), submissions, strict=True)
+    ):
         with _as_candidate(index):
             create_job(
                 session,
@@ -151,6 +138,7 @@ def create_sweep(
                 settings=settings,
                 idempotency_key=None,
                 sweep_id=sweep.id,
+                submission=submission,
             )
     return sweep, True
 
