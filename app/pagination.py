@@ -5,12 +5,31 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import InvalidInput
+
+
+class _Keyed(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def id(self) -> str: ...
+
+
+RowT = TypeVar("RowT", bound=_Keyed)
+
+
+def page(rows: list[RowT], limit: int) -> tuple[list[RowT], str | None]:
+    """The first ``limit`` of the ``limit + 1`` rows :func:`paginate` fetched, and the cursor
+    of the next page (None on the last one)."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].created_at, rows[-1].id)
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:

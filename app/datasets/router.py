@@ -9,7 +9,7 @@ from app.datasets import service
 from app.datasets.schemas import DatasetList, DatasetPreview, DatasetRead
 from app.datasets.upload import receive_upload
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
-from app.pagination import encode_cursor
+from app.pagination import page
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -59,12 +59,8 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetList:
     rows = service.list_datasets(session, tenant_id=tenant.id, cursor=cursor, limit=limit)
-    next_cursor = (
-        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    )
-    return DatasetList(
-        data=[DatasetRead.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor
-    )
+    rows, next_cursor = page(rows, limit)
+    return DatasetList(data=[DatasetRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead)

@@ -23,7 +23,7 @@ from app.jobs.schemas import (
     JobRead,
     MetricPoint,
 )
-from app.pagination import encode_cursor
+from app.pagination import page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -67,12 +67,8 @@ def list_jobs(
     rows = service.list_jobs(
         session, tenant_id=tenant.id, status=status, cursor=cursor, limit=limit
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return JobList(
-        data=[JobRead.from_row(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    rows, next_cursor = page(rows, limit)
+    return JobList(data=[JobRead.from_row(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobRead)

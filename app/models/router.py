@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from app.models import service
 from app.models.schemas import ModelList, ModelRead, Prediction, PredictRequest, PredictResponse
-from app.pagination import encode_cursor
+from app.pagination import page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -20,12 +20,8 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ModelList:
     rows = service.list_models(session, tenant_id=tenant.id, cursor=cursor, limit=limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ModelList(
-        data=[ModelRead.model_validate(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    rows, next_cursor = page(rows, limit)
+    return ModelList(data=[ModelRead.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{model_id}", response_model=ModelRead)

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 
 from app.deps import SessionDep, SettingsDep, TenantDep
-from app.pagination import encode_cursor
+from app.pagination import page
 from app.sweeps import service
 from app.sweeps.schemas import SweepCreate, SweepList, SweepRead
 
@@ -55,14 +55,10 @@ def list_sweeps(
     rows = service.list_sweeps(
         session, tenant_id=tenant.id, status=status, cursor=cursor, limit=limit
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = page(rows, limit)
     reads = service.describe(session, rows)
     session.commit()  # a sweep whose candidates have all finished was settled just now
-    return SweepList(
-        data=reads,
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-    )
+    return SweepList(data=reads, next_cursor=next_cursor)
 
 
 @router.get("/{sweep_id}", response_model=SweepRead)
