@@ -6,11 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from tests.conftest import configure, reset_caches, truncate_all
 
 API_REDIS_DB = 13
+#: a broker address nothing listens on: Redis is down
+CLOSED_BROKER = "redis://127.0.0.1:1/0"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -33,9 +36,24 @@ def api_env(
     yield data_dir
     reset_caches()
     truncate_all(db_url)
-    import redis
-
     redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}").flushdb()
+
+
+@pytest.fixture
+def broker(redis_url: str) -> redis.Redis:
+    """The API's queue database, to look at what was sent."""
+    return redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}")
+
+
+@pytest.fixture
+def down_client(api_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The app with its broker pointed at a closed port (Redis down); the database is up."""
+    from app.main import create_app
+
+    monkeypatch.setenv("TUNESERVE_BROKER_URL", CLOSED_BROKER)
+    reset_caches()
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
 
 
 @pytest.fixture

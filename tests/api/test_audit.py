@@ -16,7 +16,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API_REDIS_DB, upload
+from tests.api.conftest import upload
 from tests.api.test_hostile_uploads import assert_error
 from tests.api.test_jobs import job_count, submit
 from tests.conftest import reset_caches
@@ -40,11 +40,6 @@ def api_env(api_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TUNESERVE_BASE_MODELS_DIR", str(model.parent))
     reset_caches()
     yield api_env
-
-
-@pytest.fixture
-def broker(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}")
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("text", "label")) -> bytes:

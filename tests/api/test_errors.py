@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,6 @@ from tests.api.conftest import API_REDIS_DB, csv_bytes, sample_rows, upload
 from tests.api.test_auth_tenants import insert_model
 from tests.api.test_hostile_uploads import assert_error
 from tests.conftest import reset_caches
-
-CLOSED_BROKER = "redis://127.0.0.1:1/0"
 
 
 def test_unknown_route(client: TestClient, auth: dict[str, str]) -> None:
@@ -96,17 +94,6 @@ def test_predict_times_out_without_a_worker(
     assert err["details"]["timeout_seconds"] == 0.5
     # the request really went to the infer queue
     assert redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}").exists("infer")
-
-
-@pytest.fixture
-def down_client(api_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The app with its broker pointed at a closed port (Redis down); the database is up."""
-    from app.main import create_app
-
-    monkeypatch.setenv("TUNESERVE_BROKER_URL", CLOSED_BROKER)
-    reset_caches()
-    with TestClient(create_app(), raise_server_exceptions=False) as c:
-        yield c
 
 
 def test_redis_down(down_client: TestClient, make_key: Callable[[str], dict[str, str]]) -> None:

@@ -12,15 +12,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API_REDIS_DB, csv_bytes, sample_rows, upload
+from tests.api.conftest import csv_bytes, sample_rows, upload
 from tests.api.test_hostile_uploads import assert_error
 
 BASE = "all-MiniLM-L6-v2"
-
-
-@pytest.fixture
-def broker(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}")
 
 
 @pytest.fixture

@@ -6,26 +6,17 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import API_REDIS_DB, csv_bytes, sample_rows, upload
+from tests.api.conftest import csv_bytes, sample_rows, upload
 from tests.api.test_hostile_uploads import assert_error
 from tests.api.test_jobs import BASE, job_count, train_messages
-from tests.conftest import reset_caches
-
-CLOSED_BROKER = "redis://127.0.0.1:1/0"
-
-
-@pytest.fixture
-def broker(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}")
 
 
 @pytest.fixture
@@ -321,17 +312,6 @@ def test_audit_failure_creates_nothing(
     err = assert_error(r, 422, "audit_failed")
     assert err["details"]["candidate"] == 0 and err["details"]["findings"]
     assert sweep_count() == job_count() == broker.llen("train") == 0
-
-
-@pytest.fixture
-def down_client(api_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The app with its broker pointed at a closed port (Redis down); the database is up."""
-    from app.main import create_app
-
-    monkeypatch.setenv("TUNESERVE_BROKER_URL", CLOSED_BROKER)
-    reset_caches()
-    with TestClient(create_app(), raise_server_exceptions=False) as c:
-        yield c
 
 
 def test_queue_down_creates_nothing(
