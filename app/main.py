@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from app.base_models.router import router as base_models_router
 from app.datasets.router import router as datasets_router
 from app.db import get_engine
 from app.error_handlers import install_error_handlers
+from app.inference.gateway import close_gateway
 from app.jobs.router import router as jobs_router
+from app.metrics import RequestMetricsMiddleware, metrics_response
 from app.models.router import router as models_router
 from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
@@ -20,12 +24,20 @@ from app.tasks import broker_ping
 
 def create_app() -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await close_gateway()  # the inference reply listener of this event loop
+
     api = FastAPI(
+        lifespan=lifespan,
         title="tuneserve",
         version="0.1.0",
         description="Fine-tune pretrained models with transfer-learning strategies; serve them.",
     )
     install_error_handlers(api)
+    api.add_middleware(RequestMetricsMiddleware)
     for router in (
         datasets_router,
         base_models_router,
@@ -56,6 +68,11 @@ def create_app() -> FastAPI:
             {"status": "ok" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,
         )
+
+    @api.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics (text format). No tenant data; expose it to monitoring only."""
+        return metrics_response()
 
     return api
 

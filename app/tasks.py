@@ -20,10 +20,8 @@ from app.config import get_settings
 log = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "train"
-INFER_QUEUE = "infer"
 MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "tuneserve.train"
-PREDICT_TASK = "tuneserve.predict"
 REAP_TASK = "tuneserve.reap"
 
 _PENDING_KEY = "tuneserve_pending_tasks"
@@ -43,7 +41,6 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": 6 * 3600},
         "task_routes": {
             TRAIN_TASK: {"queue": TRAIN_QUEUE},
-            PREDICT_TASK: {"queue": INFER_QUEUE},
             REAP_TASK: {"queue": MAINTENANCE_QUEUE},
         },
     }

@@ -46,7 +46,9 @@ def reset_caches() -> None:
     from app.config import get_settings
     from app.db import get_engine, get_sessionmaker
     from app.tasks import producer
+    from app.telemetry import reset_client
 
+    reset_client()
     if get_engine.cache_info().currsize:
         get_engine().dispose()
     for cached in (get_settings, get_engine, get_sessionmaker, producer):

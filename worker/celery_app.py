@@ -1,4 +1,7 @@
-"""The Celery application of the workers: queues ``train`` and ``infer``.
+"""The Celery application of the workers: queues ``train`` and ``maintenance``.
+
+Predictions do not go through Celery: the inference worker (``python -m worker.serving``)
+reads its own fair queue in Redis (docs/serving.md).
 
 Nothing here imports torch: the tasks import their implementation when they run, in the
 worker's child process, so CUDA is never initialised in a parent before it forks.
@@ -15,14 +18,14 @@ from celery import Celery, signals
 from kombu import Queue
 
 from app.config import get_settings
-from app.tasks import INFER_QUEUE, MAINTENANCE_QUEUE, REAP_TASK, TRAIN_QUEUE, celery_config
+from app.tasks import MAINTENANCE_QUEUE, REAP_TASK, TRAIN_QUEUE, celery_config
 
 log = logging.getLogger(__name__)
 
 celery_app = Celery("tuneserve")
 celery_app.conf.update(celery_config(get_settings().celery_broker_url))
 celery_app.conf.update(
-    task_queues=(Queue(TRAIN_QUEUE), Queue(INFER_QUEUE), Queue(MAINTENANCE_QUEUE)),
+    task_queues=(Queue(TRAIN_QUEUE), Queue(MAINTENANCE_QUEUE)),
     task_default_queue=TRAIN_QUEUE,
     # one long job per worker process; never reserve a second one while training
     worker_prefetch_multiplier=1,
@@ -69,8 +72,8 @@ def _release_jobs_on_shutdown(**_: Any) -> None:
 
 
 # importing the task modules registers their tasks
-from worker.tasks import inference, maintenance, training  # noqa: E402
+from worker.tasks import maintenance, training  # noqa: E402
 
-TASK_MODULES = (inference, maintenance, training)
+TASK_MODULES = (maintenance, training)
 
 app = celery_app

@@ -2,11 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.exc import OperationalError
 
-from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
+from app.db import get_engine
+from app.deps import (
+    AuthorizationHeader,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    TenantDep,
+    bearer_key,
+    database_unavailable,
+)
 from app.models import service
 from app.models.schemas import ModelList, ModelRead, Prediction, PredictRequest, PredictResponse
+from app.models.service import PredictTarget
 from app.pagination import page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -41,19 +52,29 @@ def delete_model(
     return Response(status_code=204)
 
 
+def predict_target(model_id: str, authorization: AuthorizationHeader = None) -> PredictTarget:
+    """The caller's model, found in one query on a connection given back at once: a waiting
+    prediction holds no database connection (and, being async, no thread)."""
+    key = bearer_key(authorization)
+    try:
+        with get_engine().connect() as connection:
+            return service.predict_target(connection, key=key, model_id=model_id)
+    except OperationalError as exc:
+        raise database_unavailable() from exc
+
+
 @router.post("/{model_id}/predict", response_model=PredictResponse)
-def predict(
-    model_id: str,
+async def predict(
     body: PredictRequest,
-    tenant: TenantDep,
-    session: SessionDep,
+    model: Annotated[PredictTarget, Depends(predict_target)],
     settings: SettingsDep,
 ) -> PredictResponse:
-    """Classify inputs with the model. Served by an inference worker through the `infer`
-    queue; 504 when it does not answer within `TUNESERVE_PREDICT_TIMEOUT_S`."""
-    model = service.get_model(session, tenant_id=tenant.id, model_id=model_id)
-    session.close()  # do not hold a connection while waiting for the worker
-    predictions = service.predict(model, body=body, settings=settings)
+    """Classify inputs with the model. An inference worker batches them with other requests
+    for the same base model; 504 when no answer comes within `TUNESERVE_PREDICT_TIMEOUT_S`,
+    413 beyond `TUNESERVE_PREDICT_MAX_INPUTS` inputs or `TUNESERVE_PREDICT_MAX_TOKENS` tokens."""
+    predictions = await service.predict(
+        model, tenant_id=model.tenant_id, body=body, settings=settings
+    )
     return PredictResponse(
         model_id=model.id, predictions=[Prediction.model_validate(p) for p in predictions]
     )

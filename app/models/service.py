@@ -1,13 +1,13 @@
-"""Fine-tuned models: read, delete, and predict through the ``infer`` queue."""
+"""Fine-tuned models: read, delete, and predict through the inference queue."""
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
-from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -19,16 +19,61 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    Unauthorized,
 )
+from app.inference.gateway import QueueUnavailable, gateway
+from app.inference.protocol import InferReply, InferRequest
 from app.models.orm import Model
 from app.models.schemas import PredictRequest
 from app.pagination import paginate
 from app.storage import Storage
-from app.tasks import PREDICT_TASK, producer, send_task
+from app.tenants.orm import ApiKey
+from app.tenants.service import hash_key
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class PredictTarget:
+    """What predict needs of a model (read without an ORM session)."""
+
+    id: str
+    tenant_id: str
+    task: str
+    labels: list[str]
+    storage_path: str
+
+
+def predict_target(connection: Connection, *, key: str, model_id: str) -> PredictTarget:
+    """The caller's model in one query: ``Unauthorized`` for an unknown or revoked key,
+    ``NotFound`` for a model that is not the key's tenant's (or deleted)."""
+    stmt = (
+        select(ApiKey.tenant_id, Model.id, Model.task, Model.labels, Model.storage_path)
+        .select_from(ApiKey)
+        .outerjoin(
+            Model,
+            and_(
+                Model.id == model_id,
+                Model.tenant_id == ApiKey.tenant_id,
+                Model.deleted_at.is_(None),
+            ),
+        )
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+    row = connection.execute(stmt).first()
+    if row is None:
+        raise Unauthorized("Invalid or revoked API key.")
+    if row.id is None:
+        raise NotFound(f"Model {model_id!r} not found.")
+    return PredictTarget(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        task=row.task,
+        labels=list(row.labels),
+        storage_path=row.storage_path,
+    )
 
 
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
@@ -58,7 +103,15 @@ def remove_files(model: Model, *, storage: Storage) -> None:
         log.exception("could not remove files of model %s", model.id)
 
 
-def _check_inputs(model: Model, body: PredictRequest, settings: Settings) -> list[Any]:
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_inputs(model: PredictTarget, body: PredictRequest, settings: Settings) -> list[Any]:
     if len(body.inputs) > settings.predict_max_inputs:
         raise PayloadTooLarge(
             f"{len(body.inputs)} inputs in one request; at most {settings.predict_max_inputs}.",
@@ -79,43 +132,59 @@ def _check_inputs(model: Model, body: PredictRequest, settings: Settings) -> lis
                 f"inputs[{i}] is longer than {MAX_INPUT_CHARS} characters.",
                 details={"field": f"inputs.{i}"},
             )
+        if not all(_is_unicode(t) for t in texts):
+            raise InvalidInput(
+                f"inputs[{i}] is not valid Unicode (it holds a lone surrogate escape).",
+                details={"field": f"inputs.{i}"},
+            )
     return list(body.inputs)
 
 
-def predict(model: Model, *, body: PredictRequest, settings: Settings) -> list[dict[str, Any]]:
-    """Send the request to the ``infer`` queue and wait for the worker's answer."""
+async def predict(
+    model: PredictTarget, *, tenant_id: str, body: PredictRequest, settings: Settings
+) -> list[dict[str, Any]]:
+    """Queue the request for an inference worker and await its answer (no thread is held)."""
     inputs = _check_inputs(model, body, settings)
     timeout = settings.predict_timeout_s
+    request = InferRequest(
+        model_id=model.id,
+        storage_path=model.storage_path,
+        task=model.task,
+        tenant=tenant_id,
+        inputs=inputs,
+        top_k=min(body.top_k, len(model.labels)),
+        deadline=time.time() + timeout,
+        reply_to="",
+    )
     try:
-        result = send_task(
-            PREDICT_TASK,
-            [model.id, model.storage_path, inputs, min(body.top_k, len(model.labels))],
-            expires=timeout,
-        )
-    except Exception as exc:
-        producer.cache_clear()  # a fresh producer (and result backend) for the next request
+        channel = gateway()
+        request.reply_to = channel.reply_key
+        reply = await channel.call(request, timeout_s=timeout)
+    except QueueUnavailable as exc:
         raise ServiceUnavailable(
             "The inference queue (Redis) is unavailable; try again shortly.",
             code="queue_unavailable",
         ) from exc
-    try:
-        predictions: list[dict[str, Any]] = result.get(timeout=timeout, propagate=True)
-    except CeleryTimeout as exc:
-        result.revoke()
+    if reply is None:
         raise GatewayTimeout(
             f"The prediction did not finish within {timeout:g} s; an inference worker may be "
             "busy or not running. Try again, or send fewer inputs.",
             details={"timeout_seconds": timeout},
-        ) from exc
-    except (ConnectionError, OSError, RedisError) as exc:
-        producer.cache_clear()
-        raise ServiceUnavailable(
-            "The inference queue (Redis) went away while waiting; try again shortly.",
-            code="queue_unavailable",
-        ) from exc
-    except Exception as exc:
-        log.exception("prediction for model %s failed", model.id)
-        raise AppError(f"The prediction failed: {exc}", code="prediction_failed") from exc
-    finally:
-        result.forget()
-    return predictions
+        )
+    if not reply.ok:
+        raise _reply_error(reply)
+    return list(reply.predictions or [])
+
+
+_REPLY_ERRORS: dict[int, type[AppError]] = {
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    503: ServiceUnavailable,
+}
+
+
+def _reply_error(reply: InferReply) -> AppError:
+    error_class = _REPLY_ERRORS.get(reply.status, AppError)
+    code = reply.code or ("prediction_failed" if error_class is AppError else None)
+    message = reply.message or "The prediction failed."
+    return error_class(message, code=code, details=reply.details)

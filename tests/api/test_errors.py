@@ -88,12 +88,21 @@ def test_predict_times_out_without_a_worker(
 
     monkeypatch.setenv("TUNESERVE_PREDICT_TIMEOUT_S", "0.5")
     get_settings.cache_clear()
+    from app.db import session_scope
+    from app.inference.protocol import TENANTS_KEY, WAKE_KEY, queue_key
+    from app.models.orm import Model
+
     model_id = insert_model("acme")
+    with session_scope() as s:
+        tenant_id = s.get(Model, model_id).tenant_id  # type: ignore[union-attr]
     r = client.post(f"/v1/models/{model_id}/predict", headers=auth, json={"inputs": ["hi"]})
     err = assert_error(r, 504, "timeout")
     assert err["details"]["timeout_seconds"] == 0.5
-    # the request really went to the infer queue
-    assert redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}").exists("infer")
+    # the request went to the tenant's queue and woke the workers; at its deadline the API
+    # took it back, so no worker computes it later
+    queue = redis.Redis.from_url(f"{redis_url}/{API_REDIS_DB}")
+    assert queue.sismember(TENANTS_KEY, tenant_id) and queue.exists(WAKE_KEY)
+    assert queue.llen(queue_key(tenant_id)) == 0
 
 
 def test_redis_down(down_client: TestClient, make_key: Callable[[str], dict[str, str]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     worker: WorkerProcess
+    inference: InferenceProcess
 
     @property
     def worker_log(self) -> Path:
@@ -42,7 +44,7 @@ class WorkerProcess:
         env: dict[str, str],
         log_dir: Path,
         *,
-        queues: str = "train,infer",
+        queues: str = "train",
         concurrency: int = 2,
         beat: bool = False,
         extra: tuple[str, ...] = (),
@@ -140,6 +142,79 @@ class WorkerProcess:
                 os.kill(pid, signal.SIGKILL)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class InferenceProcess:
+    """A real inference worker (``python -m worker.serving``) in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, **settings: str) -> None:
+        self.metrics_port = free_port()
+        self.env = {
+            **env,
+            "TUNESERVE_SERVING_METRICS_PORT": str(self.metrics_port),
+            **{f"TUNESERVE_{key.upper()}": value for key, value in settings.items()},
+        }
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = log_dir / "inference-0.log"
+        self.starts = 0
+
+    def start(self, timeout: float = 90) -> None:
+        self.starts += 1
+        self.log = self.log_dir / f"inference-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.serving"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                raise RuntimeError(f"inference worker exited {code}:\n{self.tail()}")
+            if "inference worker ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"inference worker not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in a Prometheus text page (0 when absent)."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 @pytest.fixture(scope="module")
 def stack(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -170,8 +245,10 @@ def stack(
         mp.setenv(key, value)
     reset_caches()
     worker = WorkerProcess(env, root)
+    inference = InferenceProcess(env, root)
     try:
         worker.start()
+        inference.start()
         from app.db import session_scope
         from app.main import create_app
         from app.tenants.service import create_key
@@ -185,9 +262,11 @@ def stack(
                 data_dir=root / "data",
                 env=env,
                 worker=worker,
+                inference=inference,
             )
     finally:
         worker.stop()
+        inference.stop()
         reset_caches()
         truncate_all(postgres_url)
         redis.Redis.from_url(broker).flushdb()

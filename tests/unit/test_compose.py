@@ -32,9 +32,10 @@ def test_compose_file_is_valid_and_complete() -> None:
     )
     assert out.returncode == 0, out.stderr
     config = out.stdout
-    for service in ("postgres:", "redis:", "api:", "worker-train:", "worker-infer:"):
+    for service in ("postgres:", "redis:", "api:", "worker-train:", "worker-infer:", "worker-maintenance:"):
         assert service in config
     assert "capabilities:" in config and "gpu" in config  # the GPU reservation
+    assert "worker.serving" in config  # inference runs its own batching process
     assert config.count("healthcheck:") >= 4
     assert "artifacts:" in config
 

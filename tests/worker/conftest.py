@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy, LoraStrategy
 from worker.testing import build_tiny_bert, learnable_examples
 from worker.training.callbacks import NullCallbacks
 from worker.training.data import Examples
@@ -56,7 +56,7 @@ def learnable_split() -> Callable[..., Split]:
 
 def train_tiny(
     base: Path,
-    strategy: FullStrategy | LinearProbeStrategy,
+    strategy: Any,
     *,
     split: Split | None = None,
     task: str = "text-classification",
@@ -96,3 +96,29 @@ def trained_full(tiny_bert_dir: Path) -> TrainedModel:
 @pytest.fixture(scope="session")
 def trained_probe(tiny_bert_dir: Path) -> TrainedModel:
     return train_tiny(tiny_bert_dir, LinearProbeStrategy(), epochs=5)
+
+
+# -- serving: artifacts of several strategies over one tiny base, and an in-process batcher --
+
+SERVED_STRATEGIES: dict[str, Any] = {
+    "probe-cls": LinearProbeStrategy(pooling="cls"),
+    "probe-mean": LinearProbeStrategy(pooling="mean"),
+    "probe-pooler": LinearProbeStrategy(pooling="pooler"),
+    "lora-r4": LoraStrategy(r=4),
+    "lora-r8": LoraStrategy(r=8, alpha=8),
+    "full": FullStrategy(),
+}
+
+
+@pytest.fixture(scope="session")
+def served_artifacts(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of artifacts named as in :data:`SERVED_STRATEGIES` (each also a model id)."""
+    from worker.artifacts import write_artifact
+
+    root = tmp_path_factory.mktemp("served")
+    for seed, (name, strategy) in enumerate(SERVED_STRATEGIES.items()):
+        trained = train_tiny(
+            tiny_bert_dir, strategy, split=make_split(seed=seed), learning_rate=1e-2, epochs=2
+        )
+        write_artifact(trained, root / name, manifest={"base_model": {"id": "tiny-bert"}})
+    return root

@@ -1,1 +1,1 @@
-"""Serving: load a trained artifact and predict."""
+"""Serving: an inference worker that batches requests across models on shared backbones."""

@@ -25,8 +25,9 @@ from worker.artifacts import (
     sha256_file,
 )
 from worker.evaluation.calibration import Calibration
+from worker.serving.outputs import predictions_from_logits
 from worker.training.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
-from worker.training.device import autocast, select_device
+from worker.training.device import autocast, autocast_as, select_device
 from worker.training.loop import TrainedModel
 from worker.training.pooling import PoolingMode, pool
 
@@ -100,10 +101,12 @@ class Predictor:
         )
         return move_batch(dict(encoded), self.device)
 
-    def logits(self, inputs: PredictInputs) -> torch.Tensor:
-        """Raw logits, shape (len(inputs), labels), float32 on the CPU."""
+    def logits(self, inputs: PredictInputs, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Raw logits, shape (len(inputs), labels), float32 on the CPU; computed under
+        ``dtype`` autocast when given (else the device's default: bf16 on CUDA)."""
         chunks: list[torch.Tensor] = []
-        with torch.inference_mode(), autocast(self.device):
+        precision = autocast(self.device) if dtype is None else autocast_as(self.device, dtype)
+        with torch.inference_mode(), precision:
             for start in range(0, len(inputs), self.batch_size):
                 outputs = self.model(**self._encode(inputs[start : start + self.batch_size]))
                 logits = outputs if isinstance(outputs, torch.Tensor) else outputs.logits
@@ -113,30 +116,14 @@ class Predictor:
         return torch.cat(chunks)
 
     def predict(self, inputs: PredictInputs, top_k: int = 1) -> list[dict[str, Any]]:
-        """One dict per input: ``label``, ``score``, ``top_k`` (best first); multilabel adds
-        ``labels`` (every label whose score reaches its threshold: tuned on validation, or
-        0.5). Scores are temperature-scaled when the job fitted a temperature."""
-        multilabel = self.task == MULTILABEL_TASK
-        k = max(1, min(top_k, len(self.labels)))
-        logits = self.logits(inputs).numpy()
-        if logits.shape[0] == 0:
-            return []
-        scores = torch.from_numpy(self.calibration.probabilities(logits, multilabel=multilabel))
-        thresholds = self.calibration.decision_thresholds(len(self.labels)).tolist()
-        results: list[dict[str, Any]] = []
-        for row in scores:
-            best = torch.topk(row, k)
-            ranked = [
-                {"label": self.labels[int(i)], "score": float(s)}
-                for s, i in zip(best.values, best.indices, strict=True)
-            ]
-            result: dict[str, Any] = {**ranked[0], "top_k": ranked}
-            if multilabel:
-                result["labels"] = [
-                    self.labels[i] for i, score in enumerate(row.tolist()) if score >= thresholds[i]
-                ]
-            results.append(result)
-        return results
+        """One dict per input (see :func:`worker.serving.outputs.predictions_from_logits`)."""
+        return predictions_from_logits(
+            self.logits(inputs),
+            labels=self.labels,
+            multilabel=self.task == MULTILABEL_TASK,
+            calibration=self.calibration,
+            top_k=top_k,
+        )
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
@@ -162,11 +149,13 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _base_dir(
+def encoder_dir(
     manifest: dict[str, Any],
     resolve_base: Callable[[str], Path | None] | None,
     model_dir: Path,
 ) -> Path:
+    """The directory of the encoder a ``head`` or ``lora`` artifact sits on: its own
+    ``encoder/`` when training changed the encoder, else the referenced base model."""
     if manifest.get("backbone"):  # the encoder trained with the head ships inside the artifact
         inner = (model_dir / str(manifest["backbone"])).resolve()
         if not inner.is_relative_to(model_dir.resolve()) or not inner.is_dir():
@@ -195,7 +184,7 @@ def load_lora_model(
     if ADAPTER_WEIGHTS not in listed or ADAPTER_CONFIG not in listed:
         raise ArtifactError(f"the adapter files of {model_dir} are not in its manifest")
     base = load_classifier(
-        _base_dir(manifest, resolve_base, model_dir),
+        encoder_dir(manifest, resolve_base, model_dir),
         label_names=list(manifest["labels"]),
         multilabel=manifest["task"] == MULTILABEL_TASK,
     )
@@ -226,7 +215,9 @@ def load_predictor(
     else:
         spec = manifest["head"]
         backbone = AutoModel.from_pretrained(
-            _base_dir(manifest, resolve_base, model_dir), use_safetensors=True, dtype=torch.float32
+            encoder_dir(manifest, resolve_base, model_dir),
+            use_safetensors=True,
+            dtype=torch.float32,
         )
         if getattr(backbone.config, "hidden_size", None) != int(spec["in_features"]):
             raise ArtifactError("the base model's hidden size does not match the head")

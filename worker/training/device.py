@@ -23,6 +23,13 @@ def autocast(device: torch.device) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+def autocast_as(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
+    """Autocast to ``dtype`` on ``device``; a no-op for float32 (serving picks the dtype)."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices, lazily for CUDA)."""
     random.seed(seed)

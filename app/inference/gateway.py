@@ -1,0 +1,155 @@
+"""The API's side of the inference queue: send a request, await its answer without blocking.
+
+One :class:`InferenceGateway` per event loop owns two Redis clients (``redis.asyncio``) and
+one listener task that BLPOPs the process's reply list and completes the waiting request's
+future. A waiting request holds no thread and no database connection: only a future.
+On timeout the request is taken back out of its queue (``LREM``) if no worker has popped it
+yet; a worker that has popped it drops it at its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+
+import redis.asyncio as aioredis
+
+from app.config import get_settings
+from app.inference.protocol import (
+    TENANTS_KEY,
+    WAKE_KEY,
+    InferReply,
+    InferRequest,
+    new_reply_key,
+    queue_key,
+)
+
+log = logging.getLogger(__name__)
+
+#: how long a BLPOP of the listener blocks before it looks again (seconds)
+_LISTEN_BLOCK_S = 1
+#: Redis connections one API process uses to send requests
+_COMMAND_CONNECTIONS = 16
+
+
+class QueueUnavailable(Exception):
+    """Redis did not take the request."""
+
+
+class InferenceGateway:
+    def __init__(self, broker_url: str) -> None:
+        self.reply_key = new_reply_key()
+        # a bounded pool: a burst of requests waits for a connection instead of opening one
+        # each (or failing with "too many connections")
+        pool = aioredis.BlockingConnectionPool.from_url(
+            broker_url,
+            max_connections=_COMMAND_CONNECTIONS,
+            timeout=2.0,
+            socket_connect_timeout=2.0,
+            socket_timeout=2.0,
+        )
+        self._commands = aioredis.Redis(connection_pool=pool)
+        self._listen_client = aioredis.Redis.from_url(
+            broker_url, socket_connect_timeout=2.0, socket_timeout=_LISTEN_BLOCK_S + 4.0
+        )
+        self._waiting: dict[str, asyncio.Future[InferReply]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                item = await self._listen_client.blpop([self.reply_key], timeout=_LISTEN_BLOCK_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("inference reply listener: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if item is None:
+                continue
+            try:
+                reply = InferReply.decode(item[1])
+            except (ValueError, TypeError) as exc:
+                log.error("malformed inference reply dropped: %s", exc)
+                continue
+            future = self._waiting.get(reply.id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def _enqueue(self, request: InferRequest, ttl_s: int) -> None:
+        key = queue_key(request.tenant)
+        try:
+            async with self._commands.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, request.encode())
+                pipe.expire(key, ttl_s)
+                pipe.sadd(TENANTS_KEY, request.tenant)
+                pipe.lpush(WAKE_KEY, 1)
+                pipe.ltrim(WAKE_KEY, 0, 0)
+                await pipe.execute()
+        except Exception as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    async def _withdraw(self, request: InferRequest) -> None:
+        with contextlib.suppress(Exception):
+            await self._commands.lrem(queue_key(request.tenant), 1, request.encode())
+
+    async def call(self, request: InferRequest, *, timeout_s: float) -> InferReply | None:
+        """Send ``request`` and wait for its answer; None when ``timeout_s`` passes first."""
+        self._ensure_listener()
+        future: asyncio.Future[InferReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request.id] = future
+        try:
+            await self._enqueue(request, ttl_s=int(timeout_s) + 60)
+            try:
+                return await asyncio.wait_for(future, timeout=timeout_s)
+            except TimeoutError:
+                await self._withdraw(request)
+                return None
+        finally:
+            self._waiting.pop(request.id, None)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+        for client in (self._commands, self._listen_client):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+
+_gateways: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InferenceGateway] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def gateway() -> InferenceGateway:
+    """The gateway of the running event loop (made on first use)."""
+    loop = asyncio.get_running_loop()
+    found = _gateways.get(loop)
+    if found is None:
+        found = InferenceGateway(get_settings().celery_broker_url)
+        _gateways[loop] = found
+    return found
+
+
+def reset_gateways() -> None:
+    """Forget every gateway (tests change the broker URL between apps)."""
+    _gateways.clear()
+
+
+async def close_gateway() -> None:
+    """Stop the running loop's listener and close its connections (app shutdown)."""
+    found = _gateways.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()

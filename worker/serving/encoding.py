@@ -1,0 +1,108 @@
+"""Predict inputs to token ids (bounded work per input) and rows of ids to a padded batch.
+
+A fast tokenizer reads the whole string even when it keeps only ``max_length`` tokens, so a
+100,000-character input would cost ~100 ms of tokenizing to keep 256 tokens. Each text is
+first cut at a whitespace boundary after ``max_length * CHARS_PER_TOKEN`` characters; only if
+that prefix yields fewer tokens than the model keeps (text with unusually long tokens or long
+runs of spaces) is the text tokenized again from a four times longer prefix, up to the whole
+text. Cutting at whitespace keeps the tokens before the cut as they are, so the ids equal
+those of the whole text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: characters per kept token read before tokenizing (English averages about 4.5 for BERT)
+CHARS_PER_TOKEN = 12
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One input as token ids (no padding), ready to be batched with others."""
+
+    ids: list[int]
+    type_ids: list[int] | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", limit // 2, limit)
+    return text[: cut if cut > 0 else limit]
+
+
+def _tokenize(tokenizer: Any, firsts: list[str], seconds: list[str] | None, max_length: int) -> Any:
+    return tokenizer(
+        firsts,
+        seconds,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+    )
+
+
+def encode_inputs(
+    tokenizer: Any, inputs: Sequence[Any], *, pair: bool, max_length: int
+) -> list[Encoded]:
+    """Token ids of each input, truncated to ``max_length`` like the tokenizer would."""
+    if pair:
+        firsts = [str(item[0]) for item in inputs]
+        seconds: list[str] | None = [str(item[1]) for item in inputs]
+    else:
+        firsts, seconds = [str(item) for item in inputs], None
+    limit = max(64, max_length * CHARS_PER_TOKEN)
+    encoded: list[Encoded | None] = [None] * len(firsts)
+    todo = list(range(len(firsts)))
+    while todo:
+        clipped_a = [_clip(firsts[i], limit) for i in todo]
+        clipped_b = [_clip(seconds[i], limit) for i in todo] if seconds is not None else None
+        batch = _tokenize(tokenizer, clipped_a, clipped_b, max_length)
+        type_ids = batch.get("token_type_ids")
+        retry: list[int] = []
+        for position, index in enumerate(todo):
+            ids = list(batch["input_ids"][position])
+            was_cut = len(clipped_a[position]) < len(firsts[index]) or (
+                clipped_b is not None
+                and seconds is not None
+                and len(clipped_b[position]) < len(seconds[index])
+            )
+            if was_cut and len(ids) < max_length:
+                retry.append(index)  # the prefix ran out before max_length tokens: read more
+                continue
+            types = list(type_ids[position]) if type_ids is not None else None
+            encoded[index] = Encoded(ids, types)
+        todo = retry
+        limit *= 4
+    return [item for item in encoded if item is not None]
+
+
+def pad_batch(
+    rows: Sequence[Encoded], *, pad_id: int, left: bool, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the rows have them),
+    padded to the longest row, on ``device``."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    with_types = rows[0].type_ids is not None
+    types = torch.zeros((len(rows), width), dtype=torch.long) if with_types else None
+    for i, row in enumerate(rows):
+        n = len(row)
+        span = slice(width - n, width) if left else slice(0, n)
+        ids[i, span] = torch.tensor(row.ids, dtype=torch.long)
+        mask[i, span] = 1
+        if types is not None and row.type_ids is not None:
+            types[i, span] = torch.tensor(row.type_ids, dtype=torch.long)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        batch["token_type_ids"] = types
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
