@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="Share of validation predictions a reduced precision must give like fp32 "
         "for a model to be served in it.",
     )
+    serving_torch_threads: int = Field(
+        0,
+        description="Threads of the inference worker's forward pass on a CPU; 0 means one "
+        "fewer than the cores (the API, tokenizing and Redis need the other one).",
+    )
     serving_metrics_port: int = Field(
         9101, description="Port of the inference worker's Prometheus metrics (0: none)."
     )

@@ -62,12 +62,17 @@ def _splits(train: int, validation: int, test: int, seed: int) -> dict[str, tupl
     return {"train": (train_x, train_y), "validation": (val_x, val_y), "test": (test_x, test_y)}
 
 
-def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def _start(
+    data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``tuneserve up`` in ``data_dir`` on ``port`` (Redis on port + 1); returns the process
+    and the first API key it printed."""
     env = {
         **os.environ,
         "TUNESERVE_DATA_DIR": str(data_dir),
         "TUNESERVE_EMBEDDED_REDIS_PORT": str(port + 1),
         "HF_HUB_OFFLINE": "1",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "up", "--port", str(port)],

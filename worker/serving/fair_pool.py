@@ -1,9 +1,10 @@
-"""A thread pool that takes tasks round robin by tenant, one thread per tenant at a time.
+"""A thread pool that prepares work round robin by tenant, one thread per tenant at a time.
 
-Preparing a request (loading its model, tokenizing its inputs) can take a while for a large
-request; with a plain FIFO pool one tenant's burst would hold every thread and delay the
-next tenant's small request. Here a tenant's tasks run one after another on a single thread,
-and the other threads serve the other tenants.
+Preparing requests (loading a model, tokenizing inputs) takes a while for a large request;
+with a plain FIFO pool one tenant's burst would hold every thread and delay the next tenant's
+small request. Here a tenant's items are handled by one thread at a time, in batches of up to
+``max_items`` (one tokenizer call for many small requests), while the other threads serve the
+other tenants; the tenant handled longest ago goes first.
 """
 
 from __future__ import annotations
@@ -12,13 +13,25 @@ import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class FairPool:
-    def __init__(self, threads: int, *, name: str = "prepare") -> None:
-        self._tasks: OrderedDict[str, deque[Callable[[], None]]] = OrderedDict()
+
+class FairPool(Generic[T]):
+    def __init__(
+        self,
+        handle: Callable[[str, list[T]], None],
+        *,
+        threads: int = 2,
+        max_items: int = 64,
+        name: str = "prepare",
+    ) -> None:
+        self.handle = handle
+        self.max_items = max(1, max_items)
+        self._items: OrderedDict[str, deque[T]] = OrderedDict()
         self._busy: set[str] = set()
         self._cond = threading.Condition()
         self._stopping = False
@@ -29,20 +42,20 @@ class FairPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, tenant: str, task: Callable[[], None]) -> None:
+    def submit(self, tenant: str, item: T) -> None:
         with self._cond:
-            self._tasks.setdefault(tenant, deque()).append(task)
+            self._items.setdefault(tenant, deque()).append(item)
             self._cond.notify()
 
-    def _next(self) -> tuple[str, Callable[[], None]] | None:
-        for tenant in self._tasks:
+    def _next(self) -> tuple[str, list[T]] | None:
+        for tenant in self._items:
             if tenant not in self._busy:
-                queue = self._tasks.pop(tenant)  # to the back of the rotation
-                task = queue.popleft()
+                queue = self._items.pop(tenant)  # to the back of the rotation
+                taken = [queue.popleft() for _ in range(min(len(queue), self.max_items))]
                 if queue:
-                    self._tasks[tenant] = queue
+                    self._items[tenant] = queue
                 self._busy.add(tenant)
-                return tenant, task
+                return tenant, taken
         return None
 
     def _work(self) -> None:
@@ -54,11 +67,11 @@ class FairPool:
                         return
                     self._cond.wait()
                     picked = self._next()
-            tenant, task = picked
+            tenant, items = picked
             try:
-                task()
+                self.handle(tenant, items)
             except Exception:
-                log.exception("task of tenant %s failed", tenant)
+                log.exception("preparing %d item(s) of tenant %s failed", len(items), tenant)
             finally:
                 with self._cond:
                     self._busy.discard(tenant)
