@@ -17,12 +17,10 @@ Why a process of our own rather than Celery tasks: docs/serving.md.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 import torch
@@ -35,6 +33,7 @@ from worker.serving import metrics
 from worker.serving.encoding import Encoded
 from worker.serving.engine import Engine, Outcomes
 from worker.serving.fair_pool import FairPool
+from worker.serving.limits import Admission, batch_token_budget, forward_threads
 from worker.serving.members import Member
 from worker.serving.precision import desired_dtype
 from worker.serving.predictor import ArtifactError
@@ -44,49 +43,6 @@ from worker.serving.scheduler import Pending, Scheduler
 from worker.training.device import select_device
 
 log = logging.getLogger(__name__)
-
-
-def forward_threads(settings: Settings) -> int:
-    """Threads for the forward pass on a CPU: measured on 2 shared cores, one thread served
-    1.5x the requests of two (two spin against the API and tokenizing for the cores)."""
-    if settings.serving_torch_threads > 0:
-        return settings.serving_torch_threads
-    return max(1, (os.cpu_count() or 1) - 1)
-
-
-def batch_token_budget(settings: Settings, device: torch.device) -> int:
-    if settings.serving_max_batch_tokens > 0:
-        return settings.serving_max_batch_tokens
-    return 16384 if device.type == "cuda" else 1024
-
-
-class Admission:
-    """Inputs taken from Redis and not answered yet, in all and per tenant."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self.total = 0
-        self.by_tenant: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def take(self, tenant: str, inputs: int) -> None:
-        with self._lock:
-            self.total += inputs
-            self.by_tenant[tenant] += inputs
-
-    def give_back(self, tenant: str, inputs: int) -> None:
-        with self._lock:
-            self.total -= inputs
-            self.by_tenant[tenant] -= inputs
-            if self.by_tenant[tenant] <= 0:
-                del self.by_tenant[tenant]
-
-    def full(self) -> bool:
-        return self.total >= self.limit
-
-    def full_tenants(self) -> list[str]:
-        with self._lock:
-            return [t for t, n in self.by_tenant.items() if n >= self.limit // 2]
 
 
 class InferenceServer:
@@ -201,11 +157,9 @@ class InferenceServer:
                 self.admission.give_back(tenant, len(request.inputs))
             else:
                 by_model.setdefault((request.model_id, request.storage_path), []).append(request)
-        self._prepare_groups(tenant, by_model)
+        self._prepare_groups(by_model)
 
-    def _prepare_groups(
-        self, tenant: str, by_model: dict[tuple[str, str], list[InferRequest]]
-    ) -> None:
+    def _prepare_groups(self, by_model: dict[tuple[str, str], list[InferRequest]]) -> None:
         for (model_id, storage_path), group in by_model.items():
             try:
                 member = self.registry.get(model_id, storage_path)
@@ -220,7 +174,7 @@ class InferenceServer:
                 if len(group) > 1:  # find the request at fault: one at a time
                     for request in group:
                         by_model_one = {(model_id, storage_path): [request]}
-                        self._prepare_groups(tenant, by_model_one)
+                        self._prepare_groups(by_model_one)
                     continue
                 self._refuse(group[0], 422, "invalid_input", f"Inputs rejected: {exc}")
                 continue
