@@ -6,6 +6,11 @@ approximation. On the validation set it fits the calibration (temperature, multi
 thresholds) that serving applies; the test set, when given, is evaluated once, at the end,
 with that calibration and never used for any choice.
 
+With a feature cache, a ``head`` model over the unchanged base (linear_probe) is evaluated as
+``head(pooled features)`` with the features from the cache (computed, and cached, only for
+examples it misses): numerically the served forward (encoder, pooling, head, under the same
+autocast), without running the encoder over examples it has already seen.
+
 The report directory (``report.json`` and ``plots/*.png``) is built under a temporary name and
 renamed into place, so a reader sees all of it or none.
 """
@@ -16,7 +21,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,14 @@ from app.jobs.strategies import Hyperparameters
 from worker.evaluation.calibration import Calibration, fit_calibration
 from worker.evaluation.evaluate import evaluate_split
 from worker.evaluation.plots import render_plots
+from worker.features import FeatureCache, Featurizer
+from worker.serving.precision import check_precision, checked_dtypes
 from worker.serving.predictor import PredictInputs, predictor_from_trained
 from worker.training.callbacks import is_scalar_metric
 from worker.training.data import MULTILABEL_TASK, Examples, label_tensor
+from worker.training.device import autocast
 from worker.training.loop import TrainedModel
+from worker.training.pooling import PoolingMode
 
 
 @dataclass
@@ -40,6 +50,9 @@ class FinalEvaluation:
     #: :func:`evaluate_split` of the served model on each split (None: no such split)
     validation: dict[str, Any] | None
     test: dict[str, Any] | None
+    #: agreement of each reduced precision with float32 on validation (manifest
+    #: ``serving_precision``; empty where this device has no reduced precision worth it)
+    precision: dict[str, Any] = field(default_factory=dict)
 
     def summary_metrics(self) -> dict[str, float]:
         """Scalars for the job's ``metrics``: ``test_*``, ECE and the temperature."""
@@ -62,6 +75,41 @@ def predict_inputs(examples: Examples) -> PredictInputs:
     return list(examples.texts)
 
 
+def served_logits(
+    trained: TrainedModel,
+    *,
+    device: torch.device,
+    batch_size: int,
+    feature_cache: FeatureCache | None = None,
+) -> Callable[[Examples], np.ndarray]:
+    """``logits(examples)`` as the artifact will serve them. A ``head`` over the unchanged
+    base with a feature cache: ``head(features)`` under the serving autocast, the encoder
+    loaded only for examples the cache misses; otherwise the predictor's forward."""
+    if feature_cache is not None and trained.kind == "head" and trained.backbone is None:
+        head = trained.model
+        pooling: PoolingMode = trained.pooling or "mean"  # type: ignore[assignment]
+        featurizer = Featurizer.for_base(
+            trained.base_model_dir,
+            tokenizer=trained.tokenizer,
+            pooling=pooling,
+            max_length=trained.max_length,
+            batch_size=batch_size,
+            device=device,
+            cache=feature_cache,
+        )
+
+        def from_features(examples: Examples) -> np.ndarray:
+            (features,) = featurizer.features(examples)
+            head.eval()
+            with torch.inference_mode(), autocast(device):
+                logits: np.ndarray = head(features.to(device)).float().cpu().numpy()
+            return logits
+
+        return from_features
+    predictor = predictor_from_trained(trained, device=device)
+    return lambda examples: predictor.logits(predict_inputs(examples)).numpy()
+
+
 def final_evaluation(
     trained: TrainedModel,
     *,
@@ -69,13 +117,16 @@ def final_evaluation(
     test: Examples | None,
     hp: Hyperparameters,
     device: torch.device,
+    feature_cache: FeatureCache | None = None,
 ) -> FinalEvaluation:
     multilabel = trained.task == MULTILABEL_TASK
-    predictor = predictor_from_trained(trained, device=device)
+    logits_of = served_logits(
+        trained, device=device, batch_size=hp.batch_size, feature_cache=feature_cache
+    )
     k = len(trained.label_names)
 
     def split_logits(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
-        logits = predictor.logits(predict_inputs(examples)).numpy()
+        logits = logits_of(examples)
         targets = label_tensor(examples, multilabel=multilabel, num_labels=k).numpy()
         return logits, targets
 
@@ -102,7 +153,26 @@ def final_evaluation(
     test_report = None
     if test is not None and len(test) > 0:
         test_report = report(*split_logits(test))
-    return FinalEvaluation(calibration, report(val_logits, val_targets), test_report)
+    precision = serving_precision(trained, validation, device=device)
+    return FinalEvaluation(calibration, report(val_logits, val_targets), test_report, precision)
+
+
+def serving_precision(
+    trained: TrainedModel, validation: Examples, *, device: torch.device
+) -> dict[str, Any]:
+    """The served forward over validation in float32 and in each reduced precision this
+    device runs well (:func:`worker.serving.precision.checked_dtypes`): how often they agree."""
+    dtypes = checked_dtypes(device)
+    if not dtypes or len(validation) == 0:
+        return {}
+    predictor = predictor_from_trained(trained, device=device)
+    inputs = predict_inputs(validation)
+    return check_precision(
+        lambda dtype: predictor.logits(inputs, dtype=dtype),
+        multilabel=trained.task == MULTILABEL_TASK,
+        device=device,
+        dtypes=dtypes,
+    )
 
 
 def build_report(

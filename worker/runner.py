@@ -83,6 +83,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         test = _read(test_ds, job, storage, label_names) if test_ds is not None else None
         aux_texts = _aux_texts(strategy.aux_dataset_ids(), storage)
 
+        from worker.features import FeatureCache
         from worker.reporting import (
             build_report,
             final_evaluation,
@@ -92,6 +93,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         from worker.training.device import select_device
         from worker.training.loop import train_model
 
+        feature_cache = FeatureCache.from_settings(settings)  # None: feature_cache_bytes is 0
         callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)
         device = select_device(None)
         started = time.monotonic()
@@ -107,6 +109,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             aux_texts=aux_texts,
             checkpoint=checkpoints,
             device=device,
+            feature_cache=feature_cache,
         )
         train_seconds = time.monotonic() - started
         callbacks.on_event(
@@ -115,7 +118,12 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             + (" and the test set." if test is not None else "."),
         )
         evaluation = final_evaluation(
-            trained, validation=validation, test=test, hp=hp, device=device
+            trained,
+            validation=validation,
+            test=test,
+            hp=hp,
+            device=device,
+            feature_cache=feature_cache,
         )
         # the job's metrics are the served (selected) evaluation's, not the last one's
         metrics: dict[str, Any] = {
@@ -146,6 +154,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
                 "hyperparameters": job.hyperparameters,
                 "metrics": metrics,
                 "calibration": evaluation.calibration.to_json(),
+                "serving_precision": evaluation.precision,
                 "selection": trained.selection,
             },
         )

@@ -94,3 +94,26 @@ def test_the_manifest_records_serving_precision(trained_full: Any, tmp_path: Pat
         manifest={"base_model": {"id": "tiny-bert"}, "serving_precision": record},
     )
     assert read_manifest(dest)["serving_precision"] == record
+
+
+def test_final_evaluation_checks_the_reduced_precision_this_device_runs(
+    trained_full: Any, learnable_split: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.serving.precision as precision
+    from app.jobs.strategies import Hyperparameters
+    from worker.reporting import final_evaluation
+
+    _, validation, _ = learnable_split(n_per_class=10, seed=8)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    evaluation = final_evaluation(
+        trained_full, validation=validation, test=None, hp=Hyperparameters(), device=cpu
+    )
+    assert evaluation.precision == {}  # nothing worth serving in on this CPU: no extra passes
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    evaluation = final_evaluation(
+        trained_full, validation=validation, test=None, hp=Hyperparameters(), device=cpu
+    )
+    record = evaluation.precision["bfloat16"]
+    assert record["examples"] == len(validation) and record["device"] == "cpu"
+    assert 0.9 <= record["agreement"] <= 1.0

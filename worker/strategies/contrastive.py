@@ -15,8 +15,9 @@ Contract (``text-classification`` only):
    after every step (it may raise ``TrainingCancelled``, which propagates); an event
    ``encoder_tuned`` reports the first and last epoch's mean loss.
 3. **Head.** The tuned encoder is frozen; each example's feature vector is computed once
-   (``phase="extracting_features"``) and ``nn.Linear(hidden, num_labels)`` trains on them with
-   :func:`worker.training.loop.fit` for ``hp.epochs`` at ``hp.effective_learning_rate``
+   (``phase="extracting_features"``; through the job's feature cache when it has one, in the
+   namespace of the tuned weights' hash) and ``nn.Linear(hidden, num_labels)`` trains on them
+   with :func:`worker.training.loop.fit` for ``hp.epochs`` at ``hp.effective_learning_rate``
    (default 1e-2), exactly as ``linear_probe`` does.
 
 The result is a ``head`` :class:`TrainedModel` whose ``backbone`` is the tuned encoder: the
@@ -38,12 +39,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoModel, get_linear_schedule_with_warmup
 
 from app.jobs.strategies import ContrastiveStrategy
+from worker.features import Featurizer
 from worker.strategies.full import param_groups
-from worker.strategies.linear_probe import extract_features
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.data import (
     TokenizedExamples,
     effective_max_length,
+    label_tensor,
     move_batch,
     tokenize_examples,
 )
@@ -192,29 +194,26 @@ class Contrastive:
 
         encoder.requires_grad_(False)
         total = len(setup.train) + len(setup.validation)
-        offset = 0
 
         def report(done: int) -> None:
-            callbacks.on_phase_progress(
-                phase="extracting_features", done=offset + done, total=total
-            )
+            callbacks.on_phase_progress(phase="extracting_features", done=done, total=total)
 
-        features = {}
-        for split_name, data in (
-            ("train", train_data),
-            ("validation", tokenized(setup.validation)),
-        ):
-            vectors = extract_features(
-                encoder,
-                data,
-                tokenizer,
-                pooling=pooling,
-                batch_size=hp.batch_size,
-                device=device,
-                progress=report,
-            )
-            offset += len(data)
-            features[split_name] = TensorDataset(vectors, data.labels.to(device))
+        featurizer = Featurizer.for_encoder(
+            encoder,
+            tokenizer_dir=setup.base_model_dir,
+            tokenizer=tokenizer,
+            pooling=pooling,
+            max_length=max_length,
+            batch_size=hp.batch_size,
+            device=device,
+            cache=setup.feature_cache,
+        )
+        train_x, val_x = featurizer.features(setup.train, setup.validation, progress=report)
+        val_labels = label_tensor(setup.validation, multilabel=False, num_labels=setup.num_labels)
+        features = {
+            "train": TensorDataset(train_x, train_data.labels.to(device)),
+            "validation": TensorDataset(val_x, val_labels.to(device)),
+        }
 
         head = nn.Linear(int(features["train"].tensors[0].shape[1]), setup.num_labels).to(device)
         train_loader = DataLoader(

@@ -3,59 +3,31 @@
 The backbone stays in eval mode with ``requires_grad=False``. Each example's feature vector
 is computed once (one inference-mode pass over train and validation), kept as a tensor and
 reused every epoch; then ``nn.Linear(hidden, num_labels)`` trains with AdamW over it.
+
+With ``setup.feature_cache`` the features come from the cache across jobs
+(:mod:`worker.features`): only the examples it misses go through the backbone, which is not
+even loaded when every example is a hit. The ``features_cached`` event reports
+``cache_hits`` and ``cache_misses`` (in examples).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from transformers import AutoModel, get_linear_schedule_with_warmup
+from transformers import AutoConfig, get_linear_schedule_with_warmup
 
 from app.jobs.strategies import LinearProbeStrategy
-from worker.training.data import (
-    TokenizedExamples,
-    effective_max_length,
-    make_loader,
-    move_batch,
-    tokenize_examples,
-)
-from worker.training.device import autocast, make_generator
+from worker.features import Featurizer, extract_features
+from worker.training.data import effective_max_length, label_tensor
+from worker.training.device import make_generator
 from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
-from worker.training.pooling import PoolingMode, pool, resolve_pooling
+from worker.training.pooling import resolve_pooling
 
-
-def extract_features(
-    backbone: nn.Module,
-    data: TokenizedExamples,
-    tokenizer: Any,
-    *,
-    pooling: PoolingMode,
-    batch_size: int,
-    device: torch.device,
-    progress: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """One pass of the backbone over ``data``: ``[len(data), hidden]`` float32 on ``device``.
-
-    ``progress(done)`` is called after each batch with the number of examples done so far.
-    """
-    chunks: list[torch.Tensor] = []
-    done = 0
-    with torch.inference_mode(), autocast(device):
-        for inputs, _ in make_loader(data, tokenizer, batch_size=batch_size):
-            inputs = move_batch(inputs, device)
-            outputs = backbone(**inputs)
-            chunks.append(pool(outputs, inputs["attention_mask"], pooling).float())
-            done += int(inputs["attention_mask"].shape[0])
-            if progress is not None:
-                progress(done)
-    # concatenated outside inference mode: a normal tensor autograd may save for backward
-    return torch.cat(chunks)
+__all__ = ["LinearProbe", "extract_features"]
 
 
 class LinearProbe:
@@ -65,53 +37,52 @@ class LinearProbe:
     def train(self, setup: TrainingSetup, config: LinearProbeStrategy) -> TrainedModel:
         hp, device, tokenizer = setup.hp, setup.device, setup.tokenizer
         pooling = resolve_pooling(setup.base_model_dir, config.pooling)
-        backbone = AutoModel.from_pretrained(
-            setup.base_model_dir, use_safetensors=True, dtype=torch.float32
-        ).to(device)
-        backbone.eval().requires_grad_(False)
-        max_length = effective_max_length(tokenizer, hp.max_length, backbone.config)
+        # the config alone (no weights): on a full cache hit the backbone is never loaded
+        encoder_config = AutoConfig.from_pretrained(setup.base_model_dir)
+        max_length = effective_max_length(tokenizer, hp.max_length, encoder_config)
+        featurizer = Featurizer.for_base(
+            setup.base_model_dir,
+            tokenizer=tokenizer,
+            pooling=pooling,
+            max_length=max_length,
+            batch_size=hp.batch_size,
+            device=device,
+            cache=setup.feature_cache,
+        )
 
         started = time.perf_counter()
-        splits = {}
         total = len(setup.train) + len(setup.validation)
-        offset = 0
 
         def report(done: int) -> None:
-            setup.callbacks.on_phase_progress(
-                phase="extracting_features", done=offset + done, total=total
-            )
+            setup.callbacks.on_phase_progress(phase="extracting_features", done=done, total=total)
 
-        for split_name, split in (("train", setup.train), ("validation", setup.validation)):
-            data = tokenize_examples(
-                split,
-                tokenizer,
-                max_length=max_length,
-                multilabel=setup.multilabel,
-                num_labels=setup.num_labels,
+        train_x, val_x = featurizer.features(setup.train, setup.validation, progress=report)
+        multilabel, num_labels = setup.multilabel, setup.num_labels
+        splits = {
+            name: TensorDataset(
+                features,
+                label_tensor(examples, multilabel=multilabel, num_labels=num_labels).to(device),
             )
-            features = extract_features(
-                backbone,
-                data,
-                tokenizer,
-                pooling=pooling,
-                batch_size=hp.batch_size,
-                device=device,
-                progress=report,
+            for name, features, examples in (
+                ("train", train_x, setup.train),
+                ("validation", val_x, setup.validation),
             )
-            offset += len(split)
-            splits[split_name] = TensorDataset(features, data.labels.to(device))
+        }
         seconds = time.perf_counter() - started
-        hidden_size = int(splits["train"].tensors[0].shape[1])
+        hidden_size = int(train_x.shape[1])
         setup.callbacks.on_event(
             "features_cached",
             f"features of {len(setup.train)} train and {len(setup.validation)} validation "
-            f"examples cached in {seconds:.1f}s ({pooling} pooling)",
+            f"examples ready in {seconds:.1f}s ({pooling} pooling; {featurizer.hits} from the "
+            f"feature cache, {featurizer.misses} computed)",
             {
                 "train_examples": len(setup.train),
                 "validation_examples": len(setup.validation),
                 "seconds": round(seconds, 3),
                 "pooling": pooling,
                 "hidden_size": hidden_size,
+                "cache_hits": featurizer.hits,
+                "cache_misses": featurizer.misses,
             },
         )
 

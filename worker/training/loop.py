@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -25,6 +25,9 @@ from worker.training.data import MULTILABEL_TASK, Examples, validate_examples
 from worker.training.device import autocast, seed_everything, select_device
 from worker.training.metrics import class_weight_tensor, loss_fn, validation_metrics
 from worker.training.selection import DEFAULT_PLAN, EvalPlan, Selector
+
+if TYPE_CHECKING:
+    from worker.features import FeatureCache
 
 ArtifactKind = Literal["full", "head", "lora"]
 #: maps whatever a loader yields as inputs (a dict of tensors, a feature tensor) to logits
@@ -52,6 +55,8 @@ class TrainingSetup:
     checkpoint: Checkpointer | None = None
     #: selection metric, early stopping, step evaluations and loss weights for ``fit``
     plan: EvalPlan = DEFAULT_PLAN
+    #: pooled features reused across jobs (linear_probe, contrastive's head); None: no cache
+    feature_cache: FeatureCache | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -112,6 +117,7 @@ def train_model(
     device: torch.device | None = None,
     aux_texts: dict[str, list[str]] | None = None,
     checkpoint: Checkpointer | None = None,
+    feature_cache: FeatureCache | None = None,
 ) -> TrainedModel:
     """Fine-tune the base model in ``base_model_dir`` with ``strategy``; see the module doc."""
     # imported here: strategy modules import this module for ``fit`` and the dataclasses
@@ -149,6 +155,7 @@ def train_model(
         aux_texts=dict(aux_texts or {}),
         checkpoint=checkpoint,
         plan=plan,
+        feature_cache=feature_cache,
     )
     return get_strategy(strategy.name).train(setup, strategy)
 
