@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import json
 import random
 import signal
@@ -34,17 +32,9 @@ from typing import Any
 import httpx
 
 from bench.bbc import RESULTS_DIR, load_bbc, machine_info
-from bench.sweep_bbc import _start
+from bench.sweep_bbc import _csv, _start
 
 BASE = "all-MiniLM-L6-v2"
-
-
-def _csv(texts: list[str], labels: list[str]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["text", "label"])
-    writer.writerows(zip(texts, labels, strict=True))
-    return buf.getvalue().encode()
 
 
 def _data(headline_rows: int, seed: int) -> dict[str, Any]:

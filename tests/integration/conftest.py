@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,34 @@ class Stack:
     @property
     def worker_log(self) -> Path:
         return self.worker.log
+
+
+def spawn_until_ready(
+    cmd: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: str,
+    timeout: float,
+    tail: Callable[[], str],
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own process group, logging to ``log``; return once the log says
+    ``ready`` (RuntimeError if it exits or is not ready within ``timeout`` seconds)."""
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[2]} exited {proc.returncode}:\n{tail()}")
+        if ready in log.read_text(errors="replace"):
+            return proc
+        time.sleep(0.2)
+    raise RuntimeError(f"{cmd[2]} not ready after {timeout}s:\n{tail()}")
 
 
 class WorkerProcess:
@@ -80,22 +108,7 @@ class WorkerProcess:
         ]
         if self.beat:
             cmd += ["-B", "--schedule", str(self.log_dir / f"beat-{self.starts}")]
-        self.proc = subprocess.Popen(
-            cmd,
-            env=self.env,
-            cwd=ROOT,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            if " ready." in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.tail()}")
+        self.proc = spawn_until_ready(cmd, self.env, self.log, " ready.", timeout, self.tail)
 
     def tail(self, chars: int = 4000) -> str:
         logs = sorted(self.log_dir.glob("worker-*.log"))
@@ -166,23 +179,14 @@ class InferenceProcess:
     def start(self, timeout: float = 90) -> None:
         self.starts += 1
         self.log = self.log_dir / f"inference-{self.starts}.log"
-        self.proc = subprocess.Popen(
+        self.proc = spawn_until_ready(
             [sys.executable, "-m", "worker.serving"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.env,
+            self.log,
+            "inference worker ready.",
+            timeout,
+            self.tail,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"inference worker exited {code}:\n{self.tail()}")
-            if "inference worker ready." in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"inference worker not ready after {timeout}s:\n{self.tail()}")
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

@@ -2,68 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import time
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import Stack
-from worker.testing import learnable_examples
+from tests.integration.test_train_and_serve import TERMINAL, _csv, _submit, _upload, _wait
 
 pytestmark = pytest.mark.integration
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
-
-def _csv(n_per_class: int, seed: int = 0) -> bytes:
-    texts, labels = learnable_examples(n_per_class, seed)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["text", "label"])
-    writer.writerows(zip(texts, labels, strict=True))
-    return buf.getvalue().encode()
-
-
-def _upload(stack: Stack, data: bytes) -> str:
-    r = stack.client.post(
-        "/v1/datasets",
-        headers=stack.headers,
-        files={"file": ("learnable.csv", data, "text/csv")},
-        data={"task": "text-classification", "name": "learnable"},
+def _run(stack: Stack, dataset_id: str, seed: int) -> dict[str, Any]:
+    job = _submit(
+        stack, dataset_id, {"name": "linear_probe"}, seed=seed, epochs=3, learning_rate=0.05
     )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _submit(stack: Stack, dataset_id: str, seed: int) -> str:
-    body = {
-        "base_model": "tiny-bert",
-        "dataset_id": dataset_id,
-        "strategy": {"name": "linear_probe"},
-        "hyperparameters": {
-            "batch_size": 8,
-            "max_length": 32,
-            "seed": seed,
-            "validation_fraction": 0.25,
-            "epochs": 3,
-            "learning_rate": 0.05,
-        },
-    }
-    r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _wait(stack: Stack, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = stack.client.get(f"/v1/jobs/{job_id}", headers=stack.headers).json()
-        if job["status"] in TERMINAL:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish:\n{stack.worker_log.read_text()[-4000:]}")
+    done = _wait(stack, job["id"], TERMINAL)
+    assert done["status"] == "succeeded", (done, stack.worker_log.read_text()[-4000:])
+    return _features_event(stack, job["id"])
 
 
 def _features_event(stack: Stack, job_id: str) -> dict[str, Any]:
@@ -80,13 +35,6 @@ def _counter(name: str, stack: Stack) -> float:
         if line.startswith(f"{name}_total "):
             return float(line.split()[-1])
     return 0.0
-
-
-def _run(stack: Stack, dataset_id: str, seed: int) -> dict[str, Any]:
-    job_id = _submit(stack, dataset_id, seed)
-    done = _wait(stack, job_id)
-    assert done["status"] == "succeeded", (done, stack.worker_log.read_text()[-4000:])
-    return _features_event(stack, job_id)
 
 
 def test_second_job_on_the_same_dataset_hits_the_feature_cache(stack: Stack) -> None:

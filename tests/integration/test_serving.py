@@ -98,7 +98,7 @@ def test_a_small_tenant_keeps_a_short_latency_while_another_saturates(
             thread.join()
     p99 = statistics.quantiles(latencies, n=100)[98]
     print(
-        f"small tenant: {sorted(round(x, 3) for x in latencies)} p50 {statistics.median(latencies):.3f}s p99 {p99:.3f}s "
+        f"small tenant: p50 {statistics.median(latencies):.3f}s p99 {p99:.3f}s "
         f"while the big tenant finished {len(big_done)} requests of 64 inputs"
     )
     assert pending > 0  # the big tenant really kept the worker saturated

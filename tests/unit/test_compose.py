@@ -32,7 +32,14 @@ def test_compose_file_is_valid_and_complete() -> None:
     )
     assert out.returncode == 0, out.stderr
     config = out.stdout
-    for service in ("postgres:", "redis:", "api:", "worker-train:", "worker-infer:", "worker-maintenance:"):
+    for service in (
+        "postgres:",
+        "redis:",
+        "api:",
+        "worker-train:",
+        "worker-infer:",
+        "worker-maintenance:",
+    ):
         assert service in config
     assert "capabilities:" in config and "gpu" in config  # the GPU reservation
     assert "worker.serving" in config  # inference runs its own batching process

@@ -94,11 +94,16 @@ def module_weights_identity(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def is_tokenizer_file(name: str) -> bool:
+    """True for a file that defines a tokenizer (its vocabulary, merges, configuration)."""
+    return name in TOKENIZER_FILES or name.endswith(".model")
+
+
 def _hash_tokenizer_files(directory: Path) -> str | None:
     files = sorted(
         path
         for path in Path(directory).iterdir()
-        if path.is_file() and (path.name in TOKENIZER_FILES or path.suffix == ".model")
+        if path.is_file() and is_tokenizer_file(path.name)
     )
     if not files:
         return None

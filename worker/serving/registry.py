@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from worker.evaluation.calibration import Calibration
+from worker.features.identity import is_tokenizer_file
 from worker.serving.backbone import Backbone, tensor_bytes
 from worker.serving.members import (
     FullMember,
@@ -44,20 +45,6 @@ from worker.serving.predictor import ArtifactError, encoder_dir, read_manifest
 from worker.training.data import MULTILABEL_TASK, effective_max_length
 
 log = logging.getLogger(__name__)
-
-_TOKENIZER_FILES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "vocab.txt",
-        "vocab.json",
-        "merges.txt",
-        "spiece.model",
-        "sentencepiece.bpe.model",
-    }
-)
 
 
 class ModelRegistry:
@@ -286,9 +273,7 @@ class ModelRegistry:
 
     def _tokenizer(self, model_dir: Path, manifest: dict[str, Any]) -> Any:
         files = manifest.get("files", {})
-        listed = sorted(
-            (name, digest) for name, digest in files.items() if name in _TOKENIZER_FILES
-        )
+        listed = sorted((name, sha) for name, sha in files.items() if is_tokenizer_file(name))
         key = hashlib.sha256(repr(listed).encode()).hexdigest()
         found = self._tokenizers.get(key)
         if found is None:
