@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     predict_timeout_s: float = Field(
         30.0, description="A predict request's deadline: 504 after it, and no work after it."
     )
+    predict_auth_cache_s: float = Field(
+        1.0,
+        description="How long an API process remembers a key's model for predict: a revoked "
+        "key or a model deleted elsewhere stops predicting within this time (0: not at all).",
+    )
     model_cache_size: int = Field(
         256,
         description="Fine-tuned models an inference worker keeps loaded (a head or an adapter "

@@ -45,10 +45,14 @@ def require_service(name: str, host: str, port: int) -> None:
 def reset_caches() -> None:
     from app.config import get_settings
     from app.db import get_engine, get_sessionmaker
+    from app.inference.gateway import reset_gateways
+    from app.models.router import target_cache
     from app.tasks import producer
     from app.telemetry import reset_client
 
     reset_client()
+    reset_gateways()
+    target_cache.cache_clear()
     if get_engine.cache_info().currsize:
         get_engine().dispose()
     for cached in (get_settings, get_engine, get_sessionmaker, producer):

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from app.config import get_settings
 from app.inference.protocol import (
+    ENQUEUE_LUA,
     TENANTS_KEY,
     WAKE_KEY,
     InferReply,
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: how long a BLPOP of the listener blocks before it looks again (seconds)
 _LISTEN_BLOCK_S = 1
+#: replies taken from the reply list in one round trip after a BLPOP returns
+_DRAIN = 256
 #: Redis connections one API process uses to send requests
 _COMMAND_CONNECTIONS = 16
 
@@ -51,6 +54,7 @@ class InferenceGateway:
             socket_timeout=2.0,
         )
         self._commands = aioredis.Redis(connection_pool=pool)
+        self._enqueue_script = self._commands.register_script(ENQUEUE_LUA)
         self._listen_client = aioredis.Redis.from_url(
             broker_url, socket_connect_timeout=2.0, socket_timeout=_LISTEN_BLOCK_S + 4.0
         )
@@ -65,33 +69,35 @@ class InferenceGateway:
         while True:
             try:
                 item = await self._listen_client.blpop([self.reply_key], timeout=_LISTEN_BLOCK_S)
+                if item is None:
+                    continue
+                # the others that came meanwhile, in one round trip
+                more = await self._listen_client.lpop(self.reply_key, _DRAIN)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("inference reply listener: %s; retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if item is None:
-                continue
-            try:
-                reply = InferReply.decode(item[1])
-            except (ValueError, TypeError) as exc:
-                log.error("malformed inference reply dropped: %s", exc)
-                continue
-            future = self._waiting.get(reply.id)
-            if future is not None and not future.done():
-                future.set_result(reply)
+            for raw in [item[1], *(more or [])]:
+                self._resolve(raw)
+
+    def _resolve(self, raw: bytes) -> None:
+        try:
+            reply = InferReply.decode(raw)
+        except (ValueError, TypeError) as exc:
+            log.error("malformed inference reply dropped: %s", exc)
+            return
+        future = self._waiting.get(reply.id)
+        if future is not None and not future.done():
+            future.set_result(reply)
 
     async def _enqueue(self, request: InferRequest, ttl_s: int) -> None:
-        key = queue_key(request.tenant)
         try:
-            async with self._commands.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, request.encode())
-                pipe.expire(key, ttl_s)
-                pipe.sadd(TENANTS_KEY, request.tenant)
-                pipe.lpush(WAKE_KEY, 1)
-                pipe.ltrim(WAKE_KEY, 0, 0)
-                await pipe.execute()
+            await self._enqueue_script(
+                keys=[queue_key(request.tenant), TENANTS_KEY, WAKE_KEY],
+                args=[request.tenant, request.encode(), ttl_s],
+            )
         except Exception as exc:
             raise QueueUnavailable(str(exc)) from exc
 

@@ -61,6 +61,18 @@ return out
 """
 
 
+#: appends ARGV[2] to the tenant's list KEYS[1] (expiring after ARGV[3] s), enters the tenant
+#: ARGV[1] in the set KEYS[2] and leaves one wake token in KEYS[3]: one round trip per request
+ENQUEUE_LUA = """
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[3], 1)
+redis.call('LTRIM', KEYS[3], 0, 0)
+return 1
+"""
+
+
 def queue_key(tenant_id: str) -> str:
     return QUEUE_PREFIX + tenant_id
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import OperationalError
 
+from app.config import get_settings
 from app.db import get_engine
 from app.deps import (
     AuthorizationHeader,
@@ -17,8 +20,9 @@ from app.deps import (
 )
 from app.models import service
 from app.models.schemas import ModelList, ModelRead, Prediction, PredictRequest, PredictResponse
-from app.models.service import PredictTarget
+from app.models.targets import PredictTarget, TargetCache, find_target
 from app.pagination import page
+from app.tenants.service import hash_key
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -48,19 +52,35 @@ def delete_model(
 ) -> Response:
     model = service.delete_model(session, tenant_id=tenant.id, model_id=model_id)
     session.commit()
+    target_cache().forget_model(model_id)
     service.remove_files(model, storage=storage)
     return Response(status_code=204)
 
 
-def predict_target(model_id: str, authorization: AuthorizationHeader = None) -> PredictTarget:
-    """The caller's model, found in one query on a connection given back at once: a waiting
-    prediction holds no database connection (and, being async, no thread)."""
-    key = bearer_key(authorization)
+@lru_cache
+def target_cache() -> TargetCache:
+    return TargetCache(get_settings().predict_auth_cache_s)
+
+
+def _find_target(key_hash: str, model_id: str) -> PredictTarget:
     try:
         with get_engine().connect() as connection:
-            return service.predict_target(connection, key=key, model_id=model_id)
+            return find_target(connection, key_hash=key_hash, model_id=model_id)
     except OperationalError as exc:
         raise database_unavailable() from exc
+
+
+async def predict_target(model_id: str, authorization: AuthorizationHeader = None) -> PredictTarget:
+    """The caller's model: remembered for a moment, else found in one query on a connection
+    given back at once (in the thread pool). A waiting prediction holds no database
+    connection and, the route being async, no thread."""
+    key_hash = hash_key(bearer_key(authorization))
+    cache = target_cache()
+    found = cache.get(key_hash, model_id)
+    if found is None:
+        found = await run_in_threadpool(_find_target, key_hash, model_id)
+        cache.put(key_hash, model_id, found)
+    return found
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -19,61 +18,18 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
-    Unauthorized,
 )
 from app.inference.gateway import QueueUnavailable, gateway
 from app.inference.protocol import InferReply, InferRequest
 from app.models.orm import Model
 from app.models.schemas import PredictRequest
+from app.models.targets import PredictTarget
 from app.pagination import paginate
 from app.storage import Storage
-from app.tenants.orm import ApiKey
-from app.tenants.service import hash_key
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 100_000
-
-
-@dataclass(frozen=True)
-class PredictTarget:
-    """What predict needs of a model (read without an ORM session)."""
-
-    id: str
-    tenant_id: str
-    task: str
-    labels: list[str]
-    storage_path: str
-
-
-def predict_target(connection: Connection, *, key: str, model_id: str) -> PredictTarget:
-    """The caller's model in one query: ``Unauthorized`` for an unknown or revoked key,
-    ``NotFound`` for a model that is not the key's tenant's (or deleted)."""
-    stmt = (
-        select(ApiKey.tenant_id, Model.id, Model.task, Model.labels, Model.storage_path)
-        .select_from(ApiKey)
-        .outerjoin(
-            Model,
-            and_(
-                Model.id == model_id,
-                Model.tenant_id == ApiKey.tenant_id,
-                Model.deleted_at.is_(None),
-            ),
-        )
-        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
-    row = connection.execute(stmt).first()
-    if row is None:
-        raise Unauthorized("Invalid or revoked API key.")
-    if row.id is None:
-        raise NotFound(f"Model {model_id!r} not found.")
-    return PredictTarget(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        task=row.task,
-        labels=list(row.labels),
-        storage_path=row.storage_path,
-    )
 
 
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:

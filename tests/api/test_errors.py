@@ -231,3 +231,43 @@ def test_hostile_values_are_4xx_never_5xx(
     assert r.json()["name"] == "evilname[31m"
     ids = {d["id"] for d in client.get("/v1/datasets", headers=auth).json()["data"]}
     assert sorted(stored_files(api_env)) == sorted(f"datasets/{i}/data.parquet" for i in ids)
+
+
+def test_predict_remembers_a_model_only_until_it_is_deleted(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+
+    monkeypatch.setenv("TUNESERVE_PREDICT_TIMEOUT_S", "0.2")
+    get_settings.cache_clear()
+    model_id = insert_model("acme")
+    url = f"/v1/models/{model_id}/predict"
+    assert_error(client.post(url, headers=auth, json={"inputs": ["hi"]}), 504, "timeout")
+    assert client.delete(f"/v1/models/{model_id}", headers=auth).status_code == 204
+    assert_error(client.post(url, headers=auth, json={"inputs": ["hi"]}), 404, "not_found")
+
+
+def test_predict_with_a_revoked_key_and_no_memory(
+    client: TestClient, make_key: Callable[[str], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.models.router import target_cache
+    from app.tenants.orm import ApiKey
+    from app.tenants.service import hash_key, revoke_key
+
+    monkeypatch.setenv("TUNESERVE_PREDICT_TIMEOUT_S", "0.2")
+    monkeypatch.setenv("TUNESERVE_PREDICT_AUTH_CACHE_S", "0")
+    get_settings.cache_clear()
+    target_cache.cache_clear()
+    headers = make_key("acme")
+    model_id = insert_model("acme")
+    url = f"/v1/models/{model_id}/predict"
+    assert_error(client.post(url, headers=headers, json={"inputs": ["hi"]}), 504, "timeout")
+    with session_scope() as s:
+        plain = headers["Authorization"].split(" ", 1)[1]
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(plain)))
+        assert key_id is not None and revoke_key(s, key_id=key_id)
+    assert_error(client.post(url, headers=headers, json={"inputs": ["hi"]}), 401, "unauthorized")
