@@ -385,6 +385,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    import socket
+
+    for port in (args.port, args.port + 1, args.port + 2):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is taken: is another tuneserve running?")
     data = _data(args.headlines, args.seed)
     metrics_port = args.port + 2
     data_dir = Path(tempfile.mkdtemp(prefix="tuneserve-serving-"))

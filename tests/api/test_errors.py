@@ -271,3 +271,12 @@ def test_predict_with_a_revoked_key_and_no_memory(
         key_id = s.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(plain)))
         assert key_id is not None and revoke_key(s, key_id=key_id)
     assert_error(client.post(url, headers=headers, json={"inputs": ["hi"]}), 401, "unauthorized")
+
+
+def test_predict_refuses_text_that_is_not_unicode(client: TestClient, auth: dict[str, str]) -> None:
+    model_id = insert_model("acme")
+    headers = {**auth, "Content-Type": "application/json"}
+    body = b'{"inputs": ["fine", "lone \\ud800 surrogate"]}'  # valid JSON, not valid Unicode
+    r = client.post(f"/v1/models/{model_id}/predict", headers=headers, content=body)
+    err = assert_error(r, 422, "invalid_input")
+    assert err["details"] == {"field": "inputs.1"}

@@ -13,8 +13,8 @@ from app.config import Settings
 
 
 def forward_threads(settings: Settings) -> int:
-    """Threads for the forward pass on a CPU: measured on 2 shared cores, one thread served
-    1.5x the requests of two (two spin against the API and tokenizing for the cores)."""
+    """Threads for the forward pass on a CPU: one fewer than the cores, so that the API,
+    tokenizing and Redis keep one (docs/serving.md has the measurements)."""
     if settings.serving_torch_threads > 0:
         return settings.serving_torch_threads
     return max(1, (os.cpu_count() or 1) - 1)

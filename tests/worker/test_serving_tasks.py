@@ -1,0 +1,92 @@
+"""Text pairs and multi-label models through the batcher give what their predictor gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.jobs.strategies import LinearProbeStrategy, LoraStrategy
+from tests.worker.serving_harness import Harness
+from worker.artifacts import write_artifact
+from worker.serving.predictor import load_predictor
+from worker.testing import FILLER_WORDS
+from worker.training.data import Examples
+
+MANIFEST = {"base_model": {"id": "tiny-bert"}}
+
+
+def _pairs() -> tuple[Examples, Examples, list[str]]:
+    firsts, seconds, labels = [], [], []
+    for index in range(64):
+        first = ["alpha", "beta"][index % 2]
+        same = (index // 2) % 2 == 0
+        second = first if same else ["beta", "alpha"][index % 2]
+        firsts.append(f"{first} {FILLER_WORDS[index % 50]}")
+        seconds.append(f"{FILLER_WORDS[(index * 7) % 100]} {second}")
+        labels.append(0 if same else 1)
+    return (
+        Examples(firsts[:48], labels[:48], seconds[:48]),
+        Examples(firsts[48:], labels[48:], seconds[48:]),
+        ["same", "different"],
+    )
+
+
+def _multilabel() -> tuple[Examples, Examples, list[str]]:
+    texts, labels = [], []
+    for index in range(90):
+        kind = index % 3
+        words = [FILLER_WORDS[(index * 5 + j) % 100] for j in range(3)]
+        words += ["alpha"] * 2 if kind in (0, 2) else []
+        words += ["beta"] * 2 if kind in (1, 2) else []
+        texts.append(" ".join(words))
+        labels.append({0: [0], 1: [1], 2: [0, 1]}[kind])
+    return (
+        Examples(texts[:72], labels[:72]),  # type: ignore[arg-type]
+        Examples(texts[72:], labels[72:]),  # type: ignore[arg-type]
+        ["has_alpha", "has_beta"],
+    )
+
+
+@pytest.fixture(scope="module")
+def task_artifacts(
+    tiny_bert_dir: Path, tiny_trainer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    root = tmp_path_factory.mktemp("tasks")
+    for name, strategy, split, task in (
+        ("pair-probe", LinearProbeStrategy(), _pairs(), "text-pair-classification"),
+        ("pair-lora", LoraStrategy(r=4), _pairs(), "text-pair-classification"),
+        ("multi-probe", LinearProbeStrategy(), _multilabel(), "text-multilabel"),
+        ("multi-lora", LoraStrategy(r=4), _multilabel(), "text-multilabel"),
+    ):
+        trained = tiny_trainer(tiny_bert_dir, strategy, split=split, task=task, epochs=3)
+        write_artifact(trained, root / name, manifest=MANIFEST)
+    return root
+
+
+def test_pairs_and_label_sets_equal_their_predictor(
+    task_artifacts: Path, tiny_bert_dir: Path
+) -> None:
+    pair_inputs = [["alpha kalo", "alpha"], ["beta", "alpha lolo"], ["beta mi", "beta"]]
+    texts = ["kalo alpha alpha", "beta beta sopa", "alpha beta alpha beta", "kalo"]
+    harness = Harness(task_artifacts, tiny_bert_dir)
+    sent = {
+        name: harness.submit(name, pair_inputs if name.startswith("pair") else texts)
+        for name in ("pair-probe", "pair-lora", "multi-probe", "multi-lora")
+    }
+    harness.drain()
+    # one shared encoder: pair rows and plain rows, probes and adapters, in few forwards
+    assert len(harness.registry.backbones) == 1
+    for name, request in sent.items():
+        reply = harness.replies[request.id]
+        assert reply.ok, reply
+        predictor = load_predictor(task_artifacts / name, resolve_base=lambda _: tiny_bert_dir)
+        inputs = [tuple(p) for p in pair_inputs] if name.startswith("pair") else texts
+        expected = predictor.predict(inputs, top_k=2)  # type: ignore[arg-type]
+        got = reply.predictions or []
+        assert [p["label"] for p in got] == [p["label"] for p in expected]
+        if name.startswith("multi"):
+            assert [sorted(p["labels"]) for p in got] == [sorted(p["labels"]) for p in expected]
+        for a, b in zip(got, expected, strict=True):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
