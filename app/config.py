@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
     serving_max_batch_tokens: int = Field(
         0,
-        description="Most padded tokens in one forward pass; 0 means 1024 on CPU and 16384 "
+        description="Most padded tokens in one forward pass; 0 means 512 on CPU and 16384 "
         "on CUDA (one forward must stay short so that a small request never waits long).",
     )
     serving_max_wait_ms: float = Field(

@@ -173,12 +173,20 @@ def _wrk(
 ) -> dict[str, Any]:
     """The same load from ``wrk`` (C, one thread): the client takes ~1% of a core instead of
     the half core an asyncio client takes, which on 2 cores the service would otherwise lose."""
+    bodies = [json.dumps({"inputs": [q]}) for q in queries[:500]]
+    return wrk_load(url, key, models, bodies, clients=clients, seconds=seconds)
+
+
+def wrk_load(
+    url: str, key: str, models: list[str], bodies: list[str], *, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``wrk`` POSTing ``bodies`` in turn to the predict routes of ``models`` in turn."""
     import re
     import shutil
 
     script = _WRK_SCRIPT % {
         "paths": ", ".join(_lua_string(f"/v1/models/{m}/predict") for m in models),
-        "bodies": ", ".join(_lua_string(json.dumps({"inputs": [q]})) for q in queries[:500]),
+        "bodies": ", ".join(_lua_string(body) for body in bodies),
         "key": key,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:

@@ -23,7 +23,7 @@ def forward_threads(settings: Settings) -> int:
 def batch_token_budget(settings: Settings, device: torch.device) -> int:
     if settings.serving_max_batch_tokens > 0:
         return settings.serving_max_batch_tokens
-    return 16384 if device.type == "cuda" else 1024
+    return 16384 if device.type == "cuda" else 512
 
 
 class Admission:
