@@ -60,6 +60,7 @@ class InferenceGateway:
         )
         self._waiting: dict[str, asyncio.Future[InferReply]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
@@ -117,6 +118,11 @@ class InferenceGateway:
             except TimeoutError:
                 await self._withdraw(request)
                 return None
+            except asyncio.CancelledError:  # the caller went away: no worker should compute it
+                task = asyncio.get_running_loop().create_task(self._withdraw(request))
+                self._background.add(task)  # held until done: a task nobody holds may vanish
+                task.add_done_callback(self._background.discard)
+                raise
         finally:
             self._waiting.pop(request.id, None)
 
