@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import random
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.bbc import RESULTS_DIR, load_bbc, machine_info
-from bench.sweep_bbc import _csv, _start
+from bench.sweep_bbc import _csv, _start, _stop
 
 BASE = "all-MiniLM-L6-v2"
 
@@ -496,11 +495,7 @@ def main() -> None:
         result["mixed_models"] = load(probes[: args.mix])
         print(f"{args.mix} models:", result["mixed_models"])
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     result["raw_reference"] = _raw_reference(data["queries"], args.seconds)
     raw = result["raw_reference"]["texts_per_s_with_tokenizing"]
     result["ratios"] = {

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import httpx
 
 from bench.bbc import RESULTS_DIR, machine_info
 from bench.serving import _data, _finish, _submit, _upload, wrk_load
-from bench.sweep_bbc import _start
+from bench.sweep_bbc import _start, _stop
 
 
 def _second_key(data_dir: Path, tenant: str) -> str:
@@ -138,11 +137,7 @@ def main() -> None:
             result[scenario] = {"small_tenant": small, "big_tenant": heavy}
             print(f"{scenario}: small {small}\n  big {heavy}")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{args.name}.json"
     out.write_text(json.dumps(result, indent=2))

@@ -95,6 +95,15 @@ def _start(
     raise RuntimeError("tuneserve up did not print an API key")
 
 
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C to ``tuneserve up`` (it stops its children), a kill after a minute."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train", type=int, default=240)
@@ -176,11 +185,7 @@ def main() -> None:
                 if e["status"] == "succeeded"
             }
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     result = {
         "benchmark": "sweep_bbc",
         "args": vars(args),

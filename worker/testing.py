@@ -90,3 +90,32 @@ def learnable_examples(n_per_class: int, seed: int) -> tuple[list[str], list[str
             rows.append((" ".join(words), label))
     rng.shuffle(rows)
     return [text for text, _ in rows], [label for _, label in rows]
+
+
+def learnable_pairs(n: int) -> tuple[list[str], list[str], list[int]]:
+    """Text pairs and labels: 0 when the second text carries the first one's marker word
+    (alpha or beta), 1 when it carries the other."""
+    firsts, seconds, labels = [], [], []
+    for index in range(n):
+        first = ["alpha", "beta"][index % 2]
+        same = (index // 2) % 2 == 0
+        second = first if same else ["beta", "alpha"][index % 2]
+        firsts.append(f"{first} {FILLER_WORDS[index % 50]}")
+        seconds.append(f"{FILLER_WORDS[(index * 7) % 100]} {second}")
+        labels.append(0 if same else 1)
+    return firsts, seconds, labels
+
+
+def learnable_label_sets(n: int) -> tuple[list[str], list[list[int]]]:
+    """Texts and their label sets: 0 when "alpha" appears, 1 when "beta" does (or both)."""
+    texts, labels = [], []
+    for index in range(n):
+        kind = index % 3
+        words = [FILLER_WORDS[(index * 5 + j) % 100] for j in range(3)]
+        if kind in (0, 2):
+            words += ["alpha"] * 2
+        if kind in (1, 2):
+            words += ["beta"] * 2
+        texts.append(" ".join(words))
+        labels.append({0: [0], 1: [1], 2: [0, 1]}[kind])
+    return texts, labels

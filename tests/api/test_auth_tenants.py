@@ -19,13 +19,14 @@ SWEEP_BODY = {
 }
 
 
-def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics", "sport")) -> str:
-    """A Model row (with the dataset and job rows its foreign keys need), straight through the
-    ORM: the API never makes one without a worker."""
+def insert_jobs(
+    statuses: list[str], tenant: str = "acme", *, labels: tuple[str, ...] = ("politics", "sport")
+) -> list[str]:
+    """Job rows in the given states (with the dataset their foreign key needs), straight
+    through the ORM."""
     from app.datasets.orm import Dataset
     from app.db import session_scope
     from app.jobs.orm import Job
-    from app.models.orm import Model
     from app.tenants.service import get_or_create_tenant
 
     with session_scope() as s:
@@ -44,19 +45,36 @@ def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics",
         )
         s.add(ds)
         s.flush()
-        job = Job(
-            tenant_id=t.id,
-            status="succeeded",
-            base_model="all-MiniLM-L6-v2",
-            task="text-classification",
-            dataset_id=ds.id,
-            strategy={"name": "full"},
-            hyperparameters={},
-        )
-        s.add(job)
+        jobs = [
+            Job(
+                tenant_id=t.id,
+                status=status,
+                base_model="all-MiniLM-L6-v2",
+                task="text-classification",
+                dataset_id=ds.id,
+                strategy={"name": "full"},
+                hyperparameters={},
+            )
+            for status in statuses
+        ]
+        s.add_all(jobs)
         s.flush()
+        return [j.id for j in jobs]
+
+
+def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics", "sport")) -> str:
+    """A Model row (with the dataset and job rows its foreign keys need), straight through the
+    ORM: the API never makes one without a worker."""
+    from app.db import session_scope
+    from app.jobs.orm import Job
+    from app.models.orm import Model
+
+    [job_id] = insert_jobs(["succeeded"], tenant, labels=labels)
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
         model = Model(
-            tenant_id=t.id,
+            tenant_id=job.tenant_id,
             job_id=job.id,
             base_model="all-MiniLM-L6-v2",
             task="text-classification",

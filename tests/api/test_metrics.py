@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api.test_auth_tenants import insert_jobs
 from tests.conftest import reset_caches
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -45,46 +46,6 @@ def requests_total(samples: Samples, method: str, route: str, status: int) -> fl
     return value(
         samples, "tuneserve_http_requests_total", method=method, route=route, status=str(status)
     )
-
-
-def insert_jobs(statuses: list[str], tenant: str = "acme") -> list[str]:
-    """Job rows in the given states (with the dataset their foreign key needs)."""
-    from app.datasets.orm import Dataset
-    from app.db import session_scope
-    from app.jobs.orm import Job
-    from app.tenants.service import get_or_create_tenant
-
-    with session_scope() as s:
-        t = get_or_create_tenant(s, name=tenant)
-        ds = Dataset(
-            tenant_id=t.id,
-            name="seed",
-            task="text-classification",
-            format="csv",
-            filename="seed.csv",
-            size_bytes=1,
-            sha256="0" * 64,
-            num_rows=10,
-            labels=["politics", "sport"],
-            storage_path="datasets/none/data.parquet",
-        )
-        s.add(ds)
-        s.flush()
-        jobs = [
-            Job(
-                tenant_id=t.id,
-                status=status,
-                base_model="all-MiniLM-L6-v2",
-                task="text-classification",
-                dataset_id=ds.id,
-                strategy={"name": "full"},
-                hyperparameters={},
-            )
-            for status in statuses
-        ]
-        s.add_all(jobs)
-        s.flush()
-        return [j.id for j in jobs]
 
 
 def test_requests_counted_by_route_template_and_status(

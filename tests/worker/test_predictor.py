@@ -10,7 +10,7 @@ import pytest
 from app.jobs.strategies import FullStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import Predictor, load_predictor
-from worker.testing import FILLER_WORDS
+from worker.testing import FILLER_WORDS, learnable_label_sets, learnable_pairs
 from worker.training.data import Examples
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
@@ -60,14 +60,7 @@ def test_plain_inputs_rejected_for_pairs_and_vice_versa(probe_predictor: Predict
 
 def test_text_pair_classification(tiny_bert_dir: Path, tiny_trainer: Any, tmp_path: Path) -> None:
     # label: does the pair's second text carry the same marker as the first?
-    firsts, seconds, labels = [], [], []
-    for index in range(64):
-        first = ["alpha", "beta"][index % 2]
-        same = (index // 2) % 2 == 0
-        second = first if same else ["beta", "alpha"][index % 2]
-        firsts.append(f"{first} {FILLER_WORDS[index % 50]}")
-        seconds.append(f"{FILLER_WORDS[(index * 7) % 100]} {second}")
-        labels.append(0 if same else 1)
+    firsts, seconds, labels = learnable_pairs(64)
     split = (
         Examples(firsts[:48], labels[:48], seconds[:48]),
         Examples(firsts[48:], labels[48:], seconds[48:]),
@@ -87,16 +80,7 @@ def test_text_pair_classification(tiny_bert_dir: Path, tiny_trainer: Any, tmp_pa
 def test_multilabel_returns_label_sets(
     tiny_st_bert_dir: Path, tiny_trainer: Any, tmp_path: Path
 ) -> None:
-    texts, labels = [], []
-    for index in range(120):
-        kind = index % 3
-        words = [FILLER_WORDS[(index * 5 + j) % 100] for j in range(3)]
-        if kind in (0, 2):
-            words += ["alpha"] * 2
-        if kind in (1, 2):
-            words += ["beta"] * 2
-        texts.append(" ".join(words))
-        labels.append({0: [0], 1: [1], 2: [0, 1]}[kind])
+    texts, labels = learnable_label_sets(120)
     split = (
         Examples(texts[:96], labels[:96]),
         Examples(texts[96:], labels[96:]),

@@ -11,21 +11,14 @@ from app.jobs.strategies import LinearProbeStrategy, LoraStrategy
 from tests.worker.serving_harness import Harness
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
-from worker.testing import FILLER_WORDS
+from worker.testing import learnable_label_sets, learnable_pairs
 from worker.training.data import Examples
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
 
 
 def _pairs() -> tuple[Examples, Examples, list[str]]:
-    firsts, seconds, labels = [], [], []
-    for index in range(64):
-        first = ["alpha", "beta"][index % 2]
-        same = (index // 2) % 2 == 0
-        second = first if same else ["beta", "alpha"][index % 2]
-        firsts.append(f"{first} {FILLER_WORDS[index % 50]}")
-        seconds.append(f"{FILLER_WORDS[(index * 7) % 100]} {second}")
-        labels.append(0 if same else 1)
+    firsts, seconds, labels = learnable_pairs(64)
     return (
         Examples(firsts[:48], labels[:48], seconds[:48]),
         Examples(firsts[48:], labels[48:], seconds[48:]),
@@ -34,14 +27,7 @@ def _pairs() -> tuple[Examples, Examples, list[str]]:
 
 
 def _multilabel() -> tuple[Examples, Examples, list[str]]:
-    texts, labels = [], []
-    for index in range(90):
-        kind = index % 3
-        words = [FILLER_WORDS[(index * 5 + j) % 100] for j in range(3)]
-        words += ["alpha"] * 2 if kind in (0, 2) else []
-        words += ["beta"] * 2 if kind in (1, 2) else []
-        texts.append(" ".join(words))
-        labels.append({0: [0], 1: [1], 2: [0, 1]}[kind])
+    texts, labels = learnable_label_sets(90)
     return (
         Examples(texts[:72], labels[:72]),  # type: ignore[arg-type]
         Examples(texts[72:], labels[72:]),  # type: ignore[arg-type]
