@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from app.cli_keys import add_keys_commands
 from app.config import get_settings
 
 
@@ -17,28 +18,6 @@ def _cmd_migrate(_: argparse.Namespace) -> int:
     upgrade(settings.sqlalchemy_url)
     print(f"database at head: {_redact(settings.sqlalchemy_url)}")
     return 0
-
-
-def _cmd_keys_create(args: argparse.Namespace) -> int:
-    from app.db import session_scope
-    from app.tenants.service import create_key
-
-    with session_scope() as session:
-        row, plain = create_key(session, tenant_name=args.tenant, key_name=args.name or "")
-        tenant_id = row.tenant_id
-    print(f"tenant: {args.tenant} ({tenant_id})")
-    print(f"api key (shown once, store it now): {plain}")
-    return 0
-
-
-def _cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from app.db import session_scope
-    from app.tenants.service import revoke_key
-
-    with session_scope() as session:
-        ok = revoke_key(session, key_id=args.key_id)
-    print("revoked" if ok else "no such active key")
-    return 0 if ok else 1
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -72,20 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=_cmd_migrate)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    create = keys.add_parser("create", help="create an API key (shown once)")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--name", default="")
-    create.set_defaults(func=_cmd_keys_create)
-    revoke = keys.add_parser("revoke", help="revoke an API key by id")
-    revoke.add_argument("key_id")
-    revoke.set_defaults(func=_cmd_keys_revoke)
+    add_keys_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # the data directory's files (SQLite, keys, artifacts): this user only
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     return int(args.func(args))

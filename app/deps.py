@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import get_sessionmaker
 from app.errors import ServiceUnavailable, Unauthorized
+from app.middleware.auth_gate import PRINCIPAL_STATE
 from app.storage import Storage
-from app.tenants.orm import Tenant
-from app.tenants.service import tenant_for_key
+from app.tenants.service import Principal, TenantRef
 
 
 def get_session() -> Iterator[Session]:
@@ -48,39 +48,26 @@ def get_storage(settings: SettingsDep) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def bearer_key(authorization: str | None) -> str:
-    """The key of ``Authorization: Bearer <key>``, or ``Unauthorized``."""
-    if not authorization:
-        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("Malformed Authorization header: expected 'Bearer <key>'.")
-    return key.strip()
-
-
 def database_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(
         "The database is unavailable; try again shortly.", code="database_unavailable"
     )
 
 
-def authenticate(session: Session, authorization: str | None) -> Tenant:
-    """The tenant of ``Authorization: Bearer <key>``, or ``Unauthorized``."""
-    key = bearer_key(authorization)
-    try:
-        tenant = tenant_for_key(session, key=key)
-    except OperationalError as exc:
-        raise database_unavailable() from exc
-    if tenant is None:
-        raise Unauthorized("Invalid or revoked API key.")
-    return tenant
+def get_principal(request: Request) -> Principal:
+    """The caller, authenticated by :class:`app.middleware.auth_gate.AuthGate` before the
+    route (and its body) was touched."""
+    principal = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+    if not isinstance(principal, Principal):  # a route outside /v1 asked for a tenant
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+    return principal
 
 
-def get_tenant(
-    session: SessionDep, authorization: Annotated[str | None, Header()] = None
-) -> Tenant:
-    return authenticate(session, authorization)
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-TenantDep = Annotated[Tenant, Depends(get_tenant)]
-AuthorizationHeader = Annotated[str | None, Header(alias="authorization")]
+def get_tenant(principal: PrincipalDep) -> TenantRef:
+    return principal.tenant
+
+
+TenantDep = Annotated[TenantRef, Depends(get_tenant)]

@@ -35,10 +35,18 @@ def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def error_response(exc: AppError) -> JSONResponse:
+    """The one JSON shape for ``exc``, with its headers (``Retry-After``, ``WWW-Authenticate``).
+    Used by the exception handler and by the middleware that answers before a route runs."""
+    return JSONResponse(
+        jsonable_encoder(exc.to_body()), status_code=exc.status_code, headers=exc.headers
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(exc.to_body()), status_code=exc.status_code)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

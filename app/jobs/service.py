@@ -20,6 +20,7 @@ from app.jobs.audit import audit_job
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
 from app.jobs.strategies import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
+from app.limits.quotas import reserve_job
 from app.pagination import paginate
 from app.tasks import TRAIN_TASK, broker_ping, enqueue_after_commit
 
@@ -169,6 +170,7 @@ def create_job(
     if submission is None:
         submission = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
     dataset = submission.dataset
+    reserve_job(session, tenant_id=tenant_id, settings=settings)  # 429 past the tenant's quota
     # a fatal finding raises AuditFailed (422 audit_failed) and nothing is created
     findings = audit_job(
         session, body=body, dataset=dataset, base=submission.base, settings=settings

@@ -9,20 +9,11 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
 from app.db import get_engine
-from app.deps import (
-    AuthorizationHeader,
-    SessionDep,
-    SettingsDep,
-    StorageDep,
-    TenantDep,
-    bearer_key,
-    database_unavailable,
-)
+from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep, database_unavailable
 from app.models import service
 from app.models.schemas import ModelList, ModelRead, Prediction, PredictRequest, PredictResponse
 from app.models.targets import PredictTarget, TargetCache, find_target
 from app.pagination import page
-from app.tenants.service import hash_key
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -59,27 +50,26 @@ def delete_model(
 
 @lru_cache
 def target_cache() -> TargetCache:
-    return TargetCache(get_settings().predict_auth_cache_s)
+    return TargetCache(get_settings().auth_cache_s)
 
 
-def _find_target(key_hash: str, model_id: str) -> PredictTarget:
+def _find_target(tenant_id: str, model_id: str) -> PredictTarget:
     try:
         with get_engine().connect() as connection:
-            return find_target(connection, key_hash=key_hash, model_id=model_id)
+            return find_target(connection, tenant_id=tenant_id, model_id=model_id)
     except OperationalError as exc:
         raise database_unavailable() from exc
 
 
-async def predict_target(model_id: str, authorization: AuthorizationHeader = None) -> PredictTarget:
+async def predict_target(model_id: str, tenant: TenantDep) -> PredictTarget:
     """The caller's model: remembered for a moment, else found in one query on a connection
     given back at once (in the thread pool). A waiting prediction holds no database
     connection and, the route being async, no thread."""
-    key_hash = hash_key(bearer_key(authorization))
     cache = target_cache()
-    found = cache.get(key_hash, model_id)
+    found = cache.get(tenant.id, model_id)
     if found is None:
-        found = await run_in_threadpool(_find_target, key_hash, model_id)
-        cache.put(key_hash, model_id, found)
+        found = await run_in_threadpool(_find_target, tenant.id, model_id)
+        cache.put(tenant.id, model_id, found)
     return found
 
 

@@ -3,24 +3,22 @@
 Predict is the hot path (hundreds of calls a second from one client). Each call needs the
 caller's tenant and the model's task, labels and artifact path: one prepared query joins the
 key to the model. A :class:`TargetCache` keeps what it found for
-``TUNESERVE_PREDICT_AUTH_CACHE_S`` (1 s): a revoked key, or a model deleted through another
+``TUNESERVE_AUTH_CACHE_S`` (1 s): a revoked key, or a model deleted through another
 API process, stops predicting within that time; a model deleted through this process at once.
 Failed lookups (401, 404) are never remembered.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
-from app.errors import NotFound, Unauthorized
+from app.errors import NotFound
 from app.models.orm import Model
-from app.tenants.orm import ApiKey
+from app.ttl_cache import TtlCache
 
 
 @dataclass(frozen=True)
@@ -34,28 +32,17 @@ class PredictTarget:
     storage_path: str
 
 
-_FIND = (
-    select(ApiKey.tenant_id, Model.id, Model.task, Model.labels, Model.storage_path)
-    .select_from(ApiKey)
-    .outerjoin(
-        Model,
-        and_(
-            Model.id == bindparam("model_id"),
-            Model.tenant_id == ApiKey.tenant_id,
-            Model.deleted_at.is_(None),
-        ),
-    )
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+_FIND = select(Model.id, Model.tenant_id, Model.task, Model.labels, Model.storage_path).where(
+    Model.id == bindparam("model_id"),
+    Model.tenant_id == bindparam("tenant_id"),
+    Model.deleted_at.is_(None),
 )
 
 
-def find_target(connection: Connection, *, key_hash: str, model_id: str) -> PredictTarget:
-    """``Unauthorized`` for an unknown or revoked key, ``NotFound`` for a model that is not the
-    key's tenant's (or is deleted)."""
-    row = connection.execute(_FIND, {"key_hash": key_hash, "model_id": model_id}).first()
+def find_target(connection: Connection, *, tenant_id: str, model_id: str) -> PredictTarget:
+    """``NotFound`` for a model that is not the tenant's (or is deleted)."""
+    row = connection.execute(_FIND, {"tenant_id": tenant_id, "model_id": model_id}).first()
     if row is None:
-        raise Unauthorized("Invalid or revoked API key.")
-    if row.id is None:
         raise NotFound(f"Model {model_id!r} not found.")
     return PredictTarget(
         id=row.id,
@@ -67,7 +54,7 @@ def find_target(connection: Connection, *, key_hash: str, model_id: str) -> Pred
 
 
 class TargetCache:
-    """Targets found, by (key hash, model id), for ``ttl_s`` seconds; at most ``max_entries``
+    """Targets found, by (tenant id, model id), for ``ttl_s`` seconds; at most ``max_entries``
     (the least recently found go first). ``ttl_s`` 0 remembers nothing."""
 
     def __init__(
@@ -77,36 +64,18 @@ class TargetCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self.clock = clock
-        self._found: OrderedDict[tuple[str, str], tuple[float, PredictTarget]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._found: TtlCache[tuple[str, str], PredictTarget] = TtlCache(
+            ttl_s, max_entries=max_entries, clock=clock
+        )
 
-    def get(self, key_hash: str, model_id: str) -> PredictTarget | None:
-        with self._lock:
-            entry = self._found.get((key_hash, model_id))
-            if entry is None:
-                return None
-            if self.clock() >= entry[0]:
-                del self._found[(key_hash, model_id)]
-                return None
-            return entry[1]
+    def get(self, tenant_id: str, model_id: str) -> PredictTarget | None:
+        return self._found.get((tenant_id, model_id))
 
-    def put(self, key_hash: str, model_id: str, target: PredictTarget) -> None:
-        if self.ttl_s <= 0:
-            return
-        with self._lock:
-            self._found[(key_hash, model_id)] = (self.clock() + self.ttl_s, target)
-            self._found.move_to_end((key_hash, model_id))
-            while len(self._found) > self.max_entries:
-                self._found.popitem(last=False)
+    def put(self, tenant_id: str, model_id: str, target: PredictTarget) -> None:
+        self._found.put((tenant_id, model_id), target)
 
     def forget_model(self, model_id: str) -> None:
-        with self._lock:
-            for entry in [k for k in self._found if k[1] == model_id]:
-                del self._found[entry]
+        self._found.forget_where(lambda key, _: key[1] == model_id)
 
     def clear(self) -> None:
-        with self._lock:
-            self._found.clear()
+        self._found.clear()

@@ -97,7 +97,7 @@ def _v1_routes() -> list[tuple[str, str]]:
     for path, operations in create_app().openapi()["paths"].items():
         if not path.startswith("/v1"):
             continue
-        for param in ("dataset_id", "job_id", "model_id", "sweep_id"):
+        for param in ("dataset_id", "job_id", "model_id", "sweep_id", "key_id"):
             path = path.replace("{" + param + "}", "x_123")
         path = path.replace("{name}", "curves.png")
         out += [(method.upper(), path) for method in operations]
@@ -133,6 +133,11 @@ def test_route_table_is_what_we_expect() -> None:
             ("GET", "/v1/models/x_123"),
             ("DELETE", "/v1/models/x_123"),
             ("POST", "/v1/models/x_123/predict"),
+            ("GET", "/v1/keys"),
+            ("POST", "/v1/keys"),
+            ("DELETE", "/v1/keys/x_123"),
+            ("POST", "/v1/keys/x_123/rotate"),
+            ("GET", "/v1/usage"),
         ]
     )
 
@@ -147,6 +152,8 @@ def _call(client: TestClient, method: str, path: str, headers: dict[str, str]) -
         kwargs["json"] = {**JOB_BODY, "dataset_id": "x_123"}
     elif method == "POST" and path == "/v1/sweeps":
         kwargs["json"] = {**SWEEP_BODY, "dataset_id": "x_123"}
+    elif method == "POST" and path == "/v1/keys":
+        kwargs["json"] = {"scopes": ["read"]}
     return client.request(method, path, **kwargs)
 
 
@@ -184,7 +191,8 @@ def test_revoked_key(client: TestClient, make_key: Callable[[str], dict[str, str
 
         key_id = s.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(plain)))
         assert key_id is not None
-        assert revoke_key(s, key_id=key_id) is True
+        assert revoke_key(s, key_id=key_id).revoked_at is not None
+    client.app.state.principals.clear()  # as TUNESERVE_AUTH_CACHE_S (1 s) later
     for method, path in V1_ROUTES:
         assert_error(_call(client, method, path, headers), 401, "unauthorized")
     # another key of the same tenant still works
