@@ -29,6 +29,8 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        # the fair claim's "which tenant started a job least recently" (worker/job_store.py)
+        Index("ix_jobs_tenant_started", "tenant_id", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
