@@ -31,6 +31,9 @@ _CODES = {
 }
 
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
@@ -62,6 +65,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body json cannot parse (nested past the recursion limit):
+            # the body is invalid input like any other malformed JSON
+            return JSONResponse(
+                _body("invalid_input", "The request body is not JSON this service can read."),
+                status_code=422,
+            )
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)

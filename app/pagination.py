@@ -41,8 +41,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, row_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created), str(row_id)
-    except (ValueError, TypeError, RecursionError) as exc:
+        row_id = str(row_id)
+        row_id.encode("utf-8")  # a lone surrogate cannot be sent to the database
+        return datetime.fromisoformat(created), row_id
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeError is a ValueError
         raise InvalidInput("Invalid cursor.", code="invalid_cursor") from exc
 
 

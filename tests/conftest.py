@@ -46,12 +46,14 @@ def reset_caches() -> None:
     from app.config import get_settings
     from app.db import get_engine, get_sessionmaker
     from app.inference.gateway import reset_gateways
+    from app.limits.redis_client import reset_limits_redis
     from app.models.router import target_cache
     from app.tasks import producer
     from app.telemetry import reset_client
 
     reset_client()
     reset_gateways()
+    reset_limits_redis()
     target_cache.cache_clear()
     if get_engine.cache_info().currsize:
         get_engine().dispose()

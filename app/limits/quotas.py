@@ -86,20 +86,27 @@ def reserve_job(session: Session, *, tenant_id: str, settings: Settings) -> None
     check_bytes(used, settings=settings, incoming=0)
 
 
-def reserve_dataset(session: Session, *, tenant_id: str, settings: Settings) -> int:
-    """Room for one more dataset; returns the bytes the tenant may still store."""
-    lock_tenant(session, tenant_id)
+def check_dataset_room(
+    session: Session, *, tenant_id: str, settings: Settings, incoming: int = 0
+) -> None:
+    """Room for one more dataset of ``incoming`` bytes: 429 past the count, 413 past the bytes.
+    Call it before an upload is read (``incoming`` 0: the tenant is not already full), and
+    again after, under :func:`lock_tenant`, with the bytes received."""
     used = usage(session, tenant_id=tenant_id)
     if used.datasets >= settings.max_datasets:
         raise _exceeded("datasets", settings.max_datasets, used.datasets, "TUNESERVE_MAX_DATASETS")
-    check_bytes(used, settings=settings, incoming=0)
-    return settings.max_stored_bytes - used.stored_bytes
+    check_bytes(used, settings=settings, incoming=incoming)
+
+
+def reserve_dataset(session: Session, *, tenant_id: str, settings: Settings, incoming: int) -> None:
+    lock_tenant(session, tenant_id)
+    check_dataset_room(session, tenant_id=tenant_id, settings=settings, incoming=incoming)
 
 
 def check_bytes(used: Usage, *, settings: Settings, incoming: int) -> None:
-    if used.stored_bytes + incoming >= settings.max_stored_bytes and (
-        incoming > 0 or used.stored_bytes >= settings.max_stored_bytes
-    ):
+    """413 when the tenant is full, or when ``incoming`` more bytes would pass its budget."""
+    full = used.stored_bytes >= settings.max_stored_bytes
+    if full or used.stored_bytes + incoming > settings.max_stored_bytes:
         raise PayloadTooLarge(
             f"Storage quota reached: this tenant stores {used.stored_bytes} of "
             f"{settings.max_stored_bytes} bytes; delete datasets or models first, or raise "
