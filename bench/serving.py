@@ -408,6 +408,8 @@ def main() -> None:
             "TUNESERVE_SERVING_METRICS_PORT": str(metrics_port),
             "TUNESERVE_SERVING_DTYPE": args.dtype,
             "TUNESERVE_MODEL_CACHE_SIZE": "1000",
+            # one key drives the whole load: measure the service, not its per-key rate limit
+            "TUNESERVE_RATE_LIMIT_PER_MINUTE": "0",
         },
     )
     headers = {"Authorization": f"Bearer {key}"}

@@ -31,6 +31,7 @@ from typing import Any, get_args
 
 from safetensors.torch import save_file
 
+from worker.file_modes import chmod_as_created
 from worker.training.loop import ArtifactKind, TrainedModel
 
 FORMAT_VERSION = 1
@@ -154,7 +155,7 @@ def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any
         (tmp / MANIFEST_NAME).write_text(
             json.dumps(full_manifest, indent=2, sort_keys=True), encoding="utf-8"
         )
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        chmod_as_created(tmp, directory=True)  # mkdtemp creates 0700
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,6 +35,7 @@ from worker.evaluation.calibration import Calibration, fit_calibration
 from worker.evaluation.evaluate import evaluate_split
 from worker.evaluation.plots import render_plots
 from worker.features import FeatureCache, Featurizer
+from worker.file_modes import chmod_as_created
 from worker.serving.precision import check_precision, checked_dtypes
 from worker.serving.predictor import PredictInputs, predictor_from_trained
 from worker.training.callbacks import is_scalar_metric
@@ -210,7 +211,7 @@ def write_report(report: dict[str, Any], dest: Path) -> Path:
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
         (tmp / PLOTS_DIR).mkdir()
         render_plots(report, tmp / PLOTS_DIR)
-        os.chmod(tmp, 0o755)
+        chmod_as_created(tmp, directory=True)
         if dest.exists():
             doomed = dest.with_name(f".deleting-{tmp.name}")
             os.rename(dest, doomed)

@@ -87,7 +87,7 @@ class InferenceGateway:
         try:
             reply = InferReply.decode(raw)
         except (ValueError, TypeError) as exc:
-            log.error("malformed inference reply dropped: %s", exc)
+            log.error("malformed inference reply dropped (%s)", type(exc).__name__)
             return
         future = self._waiting.get(reply.id)
         if future is not None and not future.done():

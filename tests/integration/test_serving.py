@@ -131,3 +131,25 @@ def test_a_deleted_model_is_not_served(
     assert stack.client.delete(f"/v1/models/{model_id}", headers=headers).status_code == 204
     r = _predict(stack, headers, model_id, ["alpha"])
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_prediction_inputs_are_never_logged(
+    stack: Stack,
+    tenants: dict[str, tuple[dict[str, str], list[str]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import uuid
+
+    headers, models = tenants["small"]
+    marker = f"secret-{uuid.uuid4().hex}"
+    with caplog.at_level(logging.DEBUG):
+        assert _predict(stack, headers, models[0], [f"alpha {marker}"]).status_code == 200
+        # a malformed request is refused without echoing it either
+        r = stack.client.post(
+            f"/v1/models/{models[0]}/predict", headers=headers, json={"inputs": marker}
+        )
+        assert r.status_code == 422 and marker not in r.text
+    assert marker not in caplog.text
+    assert marker not in stack.inference.tail(10**7)
+    assert marker not in stack.worker_log.read_text(errors="replace")

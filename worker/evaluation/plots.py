@@ -22,6 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from worker.file_modes import chmod_as_created
+
 PLOT_NAMES = ("curves", "confusion_matrix", "calibration")
 #: at most this many labels are drawn; beyond it the best-supported ones are shown
 MAX_LABELS = 50
@@ -58,7 +60,7 @@ def _save_atomic(figure: Figure, path: Path) -> None:
             FigureCanvasAgg(figure).print_png(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        chmod_as_created(tmp, directory=False)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -35,6 +35,7 @@ from app import telemetry
 from app.config import Settings, get_settings
 from app.storage import Storage
 from worker.features.identity import KEY_BYTES
+from worker.file_modes import chmod_as_created
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class FeatureCache:
                 "created_at": time.time(),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            os.chmod(tmp, 0o755)
+            chmod_as_created(tmp, directory=True)
             shard = directory / f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
             os.rename(tmp, shard)
         except BaseException:

@@ -137,7 +137,7 @@ class InferenceServer:
         try:
             request = InferRequest.decode(raw)
         except (ValueError, TypeError, KeyError) as exc:
-            log.error("malformed inference request dropped: %s", exc)
+            log.error("malformed inference request dropped (%s)", type(exc).__name__)
             return
         if not request.reply_to.startswith(REPLY_PREFIX) or not isinstance(request.inputs, list):
             log.error("inference request %s dropped: bad reply key or inputs", request.id)
