@@ -118,6 +118,28 @@ class Settings(BaseSettings):
     checkpoint_every_steps: int = Field(
         200, description="Steps between checkpoints (one is also written at each epoch end)."
     )
+    # --- live event streams (SSE of GET /v1/jobs/{id}/events) ---
+    max_streams_per_tenant: int = Field(
+        10,
+        description="Live event streams one tenant may hold open at once, across every API "
+        "process (429 too_many_streams beyond it).",
+    )
+    stream_ping_interval_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments (': ping') on a stream."
+    )
+    stream_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often a stream reads its job's new events (one short-lived "
+        "connection each time; none is held in between).",
+    )
+    stream_slot_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a stream's place in its tenant's cap outlives its last refresh "
+        "(every third of this): the places of an API process that died free themselves "
+        "within this time.",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

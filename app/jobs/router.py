@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 
-from app.db import get_sessionmaker
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
-from app.jobs import reports, service
-from app.jobs.orm import TERMINAL_STATUSES, Job
+from app.jobs import event_stream, reports, service
 from app.jobs.reports import JobReport
 from app.jobs.schemas import (
     JobCreate,
@@ -84,7 +78,11 @@ def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobRead:
     return JobRead.from_row(job)
 
 
-@router.get("/{job_id}/events", response_model=JobEventList)
+@router.get(
+    "/{job_id}/events",
+    response_model=JobEventList,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 def list_events(
     job_id: str,
     request: Request,
@@ -92,12 +90,23 @@ def list_events(
     session: SessionDep,
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> JobEventList | StreamingResponse:
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            ge=0,
+            le=2**63 - 1,
+            description="With `Accept: text/event-stream`: resume after this event (a "
+            "reconnecting EventSource sends it).",
+        ),
+    ] = None,
+) -> JobEventList | Response:
     """The job's event log, oldest first. Ask with `Accept: text/event-stream` for a live
-    Server-Sent Events stream that ends when the job does."""
+    Server-Sent Events stream (`id:` is the event id, `event:` its kind, `data:` the event as
+    JSON; a `: ping` comment keeps it alive) that ends when the job does. A tenant may hold
+    `TUNESERVE_MAX_STREAMS_PER_TENANT` streams at once (429 `too_many_streams` beyond)."""
     job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
-    if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(_event_stream(job.id, after), media_type="text/event-stream")
+    if event_stream.wants_stream(request):
+        return event_stream.open_stream(session, job=job, after=after, last_event_id=last_event_id)
     rows = service.list_events(session, job=job, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -105,27 +114,6 @@ def list_events(
         data=[JobEventRead.model_validate(r) for r in rows],
         next_cursor=str(rows[-1].id) if more else None,
     )
-
-
-async def _event_stream(job_id: str, after: int | None) -> AsyncIterator[str]:
-    last = after
-
-    def poll() -> tuple[list[JobEventRead], bool]:
-        with get_sessionmaker()() as s:
-            job = s.get(Job, job_id)
-            rows = service.list_events(s, job=job, after=last, limit=500) if job else []
-            done = job is None or job.status in TERMINAL_STATUSES
-            return [JobEventRead.model_validate(r) for r in rows], done
-
-    while True:
-        events, done = await run_in_threadpool(poll)
-        for ev in events:
-            last = ev.id
-            payload = json.dumps(ev.model_dump(mode="json"))
-            yield f"id: {ev.id}\nevent: {ev.kind}\ndata: {payload}\n\n"
-        if done and not events:
-            return
-        await asyncio.sleep(1.0)
 
 
 @router.get("/{job_id}/report", response_model=JobReport)
