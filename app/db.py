@@ -7,6 +7,7 @@ workers can share one file; PostgreSQL is reached through psycopg 3.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -109,9 +110,20 @@ def make_engine(url: str) -> Engine:
     )
 
 
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().sqlalchemy_url)
+    """The process's engine. Concurrent first calls (a cold API process hit by many requests)
+    share one engine and so one pool: ``lru_cache`` alone would let each build its own."""
+    url = get_settings().sqlalchemy_url
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = make_engine(url)
+        return engine
 
 
 @lru_cache
