@@ -17,6 +17,7 @@ from app.jobs.schemas import (
     JobRead,
     MetricPoint,
 )
+from app.links import link
 from app.pagination import page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -126,7 +127,7 @@ def get_report(
     job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
     report = JobReport.model_validate(reports.read_report(job, storage))
     report.plots = {
-        name: str(request.url_for("get_report_plot", job_id=job.id, name=f"{name}.png"))
+        name: link(request, "get_report_plot", job_id=job.id, name=f"{name}.png")
         for name in reports.available_plots(job, storage)
     }
     return report
