@@ -35,8 +35,36 @@ class Settings(BaseSettings):
         True, description="Offer base models shipped in installed packages (all-MiniLM-L6-v2)."
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Upload byte cap (413 above).")
-    max_columns: int = Field(1000, description="Most columns an uploaded table may have.")
-    max_field_chars: int = Field(1_000_000, description="Longest single text field accepted.")
+    # --- what an uploaded dataset may expand to (docs/datasets.md, "Limits") ---
+    max_columns: int = Field(
+        1000, description="Most columns an uploaded table may have (422 too_many_columns)."
+    )
+    max_cell_bytes: int = Field(
+        1024 * 1024,
+        description="Most UTF-8 bytes of one cell of an upload (413 cell_too_large); a CSV or "
+        "JSONL line may hold 8 times this many characters (413 row_too_large).",
+    )
+    max_dataset_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Most decoded bytes of an upload (413 dataset_too_large): CSV and JSONL "
+        "the file's size, Parquet the uncompressed and then decoded size of the mapped columns.",
+    )
+    max_rows: int = Field(1_000_000, description="Most data rows of an upload (422 too_many_rows).")
+    max_labels: int = Field(
+        1000, description="Most distinct labels of an upload (422 too_many_labels)."
+    )
+    max_label_chars: int = Field(
+        200, description="Longest label of an upload, in characters (422 label_too_long)."
+    )
+    dataset_labels_shown: int = Field(
+        100,
+        description="Label counts shown in a dataset and each list page (the most frequent); "
+        "the rest through GET /v1/datasets/{id}/labels.",
+    )
+    preview_max_rows: int = Field(100, description="Most rows a dataset preview returns.")
+    preview_cell_chars: int = Field(
+        1000, description="A preview's cells are cut to this many characters (and marked)."
+    )
     min_examples_per_class: int = Field(
         5, description="Classes with fewer examples are reported as too small."
     )

@@ -1,33 +1,23 @@
-"""Reading uploaded tables: format detection and streaming readers for CSV, JSONL and Parquet.
+"""Uploaded tables: which format a file is, whether its first bytes agree, UTF-8 checks, and
+the exceptions the readers raise (the readers are in :mod:`app.datasets.readers` and
+:mod:`app.datasets.parquet_reader`).
 
-A reader is a context manager with ``columns`` (the columns found in the file) and iterates
-``(where, values)`` pairs: ``where`` names the row for messages ("line 7", "row 12") and
-``values`` maps each wanted source column present in that row to its raw value (CSV: ``str``;
-JSONL and Parquet: the decoded Python value, ``None`` for null). Nothing is read whole: CSV and
-JSONL go line by line through a strict UTF-8 text stream, Parquet batch by batch.
-
-A problem the uploader must fix raises :class:`IngestFailure` with a message that says where.
-``UnicodeDecodeError`` escapes the text readers; :func:`first_invalid_utf8` then finds the offset.
+A problem the uploader must fix raises :class:`IngestFailure` with a message that says where;
+a configured limit that was passed raises :class:`LimitExceeded`, which becomes a 413 (sizes)
+or 422 (counts) with its own code. ``UnicodeDecodeError`` escapes the text readers;
+:func:`first_invalid_utf8` then finds the offset.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import io
-import json
-from collections.abc import Iterator
 from pathlib import Path, PurePath
-from types import TracebackType
 from typing import IO, Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from app.errors import UnsupportedMediaType
+from app.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 FormatName = Literal["csv", "jsonl", "parquet"]
-Row = tuple[str, dict[str, Any]]
 HEAD_BYTES = 64 * 1024
 PARQUET_MAGIC = b"PAR1"
 
@@ -72,6 +62,22 @@ _CONTROL = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 
 class IngestFailure(Exception):
     """A fatal, user-fixable problem with the uploaded file; the message says what and where."""
+
+
+class LimitExceeded(IngestFailure):
+    """The file passes one of the configured caps: a size (413) or a count (422).
+
+    ``details`` names the setting and its value (and where, when known)."""
+
+    def __init__(self, message: str, *, code: str, status: int, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.details = details
+
+    def to_app_error(self) -> AppError:
+        cls = PayloadTooLarge if self.status == 413 else InvalidInput
+        return cls(str(self), code=self.code, details=self.details)
 
 
 def claimed_format(filename: str, declared: str | None) -> FormatName:
@@ -162,184 +168,6 @@ def utf8_message(offset: int, byte: int, line: int) -> str:
     )
 
 
-def open_reader(
-    fmt: FormatName,
-    path: Path,
-    wanted: dict[str, str],
-    *,
-    max_columns: int,
-    max_field_chars: int,
-) -> TableReader:
-    """A reader for ``path``; ``wanted`` maps each source column to read to its kind
-    (``text``, ``label`` or ``labels``), which Parquet uses to check column types."""
-    cls = {"csv": CsvReader, "jsonl": JsonlReader, "parquet": ParquetReader}[fmt]
-    return cls(path, wanted, max_columns=max_columns, max_field_chars=max_field_chars)
-
-
-class TableReader:
-    #: True when ``columns`` is complete on entering (a header or schema), not found row by row
-    header_known = True
-    #: the number of data rows when the file says so up front (Parquet metadata)
-    total_rows: int | None = None
-
-    def __init__(
-        self, path: Path, wanted: dict[str, str], *, max_columns: int, max_field_chars: int
-    ) -> None:
-        self.path = path
-        self.wanted = wanted
-        self.max_columns = max_columns
-        self.max_field_chars = max_field_chars
-        self.columns: list[str] = []
-        self._file: IO[Any] | None = None
-
-    def __enter__(self) -> TableReader:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
-
-    def __iter__(self) -> Iterator[Row]:
-        raise NotImplementedError
-
-    def _check_width(self, count: int) -> None:
-        if count > self.max_columns:
-            raise IngestFailure(
-                f"the file has {count} columns; at most {self.max_columns} are allowed"
-            )
-
-    def _check_unique(self, names: list[str]) -> None:
-        for name in self.wanted:
-            if names.count(name) > 1:
-                raise IngestFailure(f"column {name!r} appears more than once in the file")
-
-
-class CsvReader(TableReader):
-    """Comma-separated, UTF-8 (a BOM is fine), first non-blank line is the header, quoted
-    fields may hold newlines. Header names are stripped of surrounding spaces."""
-
-    def __enter__(self) -> CsvReader:
-        # The limit is process-wide: raise it (never lower it) and check our own limit per row.
-        csv.field_size_limit(max(csv.field_size_limit(), self.max_field_chars + 1))
-        self._file = self.path.open(encoding="utf-8-sig", errors="strict", newline="")
-        self._reader = csv.reader(self._file, strict=True)
-        header = next((row for row in self._rows() if row), None)
-        if header is None:
-            raise IngestFailure("the file has no header row (it holds only blank lines)")
-        self._check_width(len(header))
-        self.columns = [name.strip() for name in header]
-        self._check_unique(self.columns)
-        self._index = {
-            name: self.columns.index(name) for name in self.wanted if name in self.columns
-        }
-        return self
-
-    def _rows(self) -> Iterator[list[str]]:
-        while True:
-            try:
-                row = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                line = self._reader.line_num
-                if "field limit" in str(exc):
-                    raise IngestFailure(
-                        f"line {line}: a field is longer than {self.max_field_chars} characters"
-                    ) from None
-                raise IngestFailure(f"line {line}: malformed CSV ({exc})") from None
-            if row and max(map(len, row)) > self.max_field_chars:
-                raise IngestFailure(
-                    f"line {self._reader.line_num}: a field is longer than "
-                    f"{self.max_field_chars} characters"
-                )
-            yield row
-
-    def __iter__(self) -> Iterator[Row]:
-        width = len(self.columns)
-        for row in self._rows():
-            if not row:
-                continue
-            line = self._reader.line_num
-            if len(row) > width:
-                raise IngestFailure(
-                    f"line {line}: {len(row)} fields but the header has {width} columns "
-                    "(quote fields that contain commas)"
-                )
-            values = {name: row[i] if i < len(row) else None for name, i in self._index.items()}
-            yield f"line {line}", values
-
-
-class JsonlReader(TableReader):
-    """One JSON object a line, UTF-8 (a BOM is fine); blank lines are skipped. The columns are
-    the keys seen, in order of first appearance."""
-
-    header_known = False
-
-    def __iter__(self) -> Iterator[Row]:
-        self._file = self.path.open(encoding="utf-8-sig", errors="strict")
-        seen: dict[str, None] = {}
-        for number, line in enumerate(self._file, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                hint = "" if line.lstrip().startswith("{") else " (is this really JSON Lines?)"
-                raise IngestFailure(
-                    f"line {number}: invalid JSON ({exc.msg} at column {exc.colno}){hint}"
-                ) from None
-            except RecursionError:
-                raise IngestFailure(f"line {number}: JSON nested too deeply") from None
-            if not isinstance(obj, dict):
-                raise IngestFailure(
-                    f"line {number}: expected a JSON object such as "
-                    f'{{"text": "...", "label": "..."}}, got {json_type(obj)}'
-                )
-            if len(obj) > len(seen) or any(key not in seen for key in obj):
-                seen.update(dict.fromkeys(obj))
-                self._check_width(len(seen))
-                self.columns = list(seen)
-            values = {name: obj[name] for name in self.wanted if name in obj}
-            if "\\u" in line:
-                _check_encodable(values, f"line {number}")
-            yield f"line {number}", values
-
-
-class ParquetReader(TableReader):
-    """Parquet through pyarrow, batch by batch, reading only the wanted columns."""
-
-    def __enter__(self) -> ParquetReader:
-        try:
-            self._pf = pq.ParquetFile(self.path)
-            schema = self._pf.schema_arrow
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise IngestFailure(f"the Parquet file is corrupt or unreadable: {exc}") from None
-        self._check_width(len(schema.names))
-        self.columns = list(schema.names)
-        self._check_unique(self.columns)
-        self.total_rows = self._pf.metadata.num_rows
-        for name, kind in self.wanted.items():
-            if name in self.columns:
-                _check_arrow_type(name, kind, schema.field(name).type)
-        return self
-
-    def __iter__(self) -> Iterator[Row]:
-        names = [name for name in self.wanted if name in self.columns]
-        number = 0
-        try:
-            for batch in self._pf.iter_batches(batch_size=8192, columns=names):
-                data = {name: batch.column(name).to_pylist() for name in names}
-                for i in range(batch.num_rows):
-                    number += 1
-                    yield f"row {number}", {name: data[name][i] for name in names}
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise IngestFailure(
-                f"the Parquet file is corrupt or unreadable near row {number + 1}: {exc}"
-            ) from None
-
-
 def json_type(value: Any) -> str:
     """The JSON name of a Python value's type, for messages."""
     if value is None:
@@ -359,41 +187,3 @@ def json_type(value: Any) -> str:
 
 def _looks_like_text(head: bytes) -> bool:
     return b"\x00" not in head and first_invalid_utf8(io.BytesIO(head), final=False) is None
-
-
-def _check_encodable(value: Any, where: str) -> None:
-    """JSON escapes can spell lone surrogates, which no UTF-8 file can store."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise IngestFailure(
-                f"{where}: a string holds an invalid Unicode escape (a lone surrogate)"
-            ) from None
-    elif isinstance(value, dict):
-        for item in value.values():
-            _check_encodable(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            _check_encodable(item, where)
-
-
-def _check_arrow_type(name: str, kind: str, dtype: pa.DataType) -> None:
-    t = pa.types
-    base = dtype.value_type if t.is_dictionary(dtype) else dtype
-    is_view = getattr(t, "is_string_view", lambda _: False)
-    is_str = t.is_string(base) or t.is_large_string(base) or is_view(base)
-    scalar = is_str or t.is_integer(base) or t.is_boolean(base) or t.is_floating(base)
-    if kind == "text":
-        ok, need = is_str or t.is_null(base), "a string column"
-    elif kind == "label":
-        ok, need = scalar or t.is_null(base), "a string, integer or boolean column"
-    else:
-        listy = t.is_list(base) or t.is_large_list(base) or t.is_fixed_size_list(base)
-        inner = base.value_type if listy else None
-        inner_ok = inner is not None and (
-            t.is_string(inner) or t.is_large_string(inner) or t.is_integer(inner)
-        )
-        ok, need = is_str or t.is_null(base) or inner_ok, "a list<string> or string column"
-    if not ok:
-        raise IngestFailure(f"column {name!r} has type {dtype}; it must be {need}")

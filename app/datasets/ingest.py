@@ -18,34 +18,41 @@ Rules worth knowing:
 - CSV is comma-separated only (no sniffing), UTF-8 with or without a BOM.
 - Every fatal problem raises :class:`~app.errors.DatasetInvalid` (422, details = the report),
   an unknown format :class:`~app.errors.UnsupportedMediaType` (415), a bad task or column
-  mapping :class:`~app.errors.InvalidInput` (422). Nothing is written at ``dest`` then.
+  mapping :class:`~app.errors.InvalidInput` (422), a cap of :class:`IngestLimits` passed a
+  413 or 422 with the cap's own code (:mod:`app.datasets.limits`). Nothing is written at
+  ``dest`` then.
+- The caps are enforced while reading: CSV and JSONL are text, so their decoded size is the
+  file's and is checked before parsing; the readers bound each line and cell; Parquet is
+  checked from its footer and then batch by batch (:mod:`app.datasets.parquet_reader`); the
+  distinct labels are counted row by row.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from app.datasets.canonical import AtomicParquetWriter
 from app.datasets.formats import (
     HEAD_BYTES,
     FormatName,
     IngestFailure,
+    LimitExceeded,
     check_head,
     check_parquet_tail,
     claimed_format,
     first_invalid_utf8,
     json_type,
-    open_reader,
     utf8_message,
 )
+from app.datasets.limits import IngestLimits
+from app.datasets.parquet_reader import ParquetReader
+from app.datasets.readers import CsvReader, JsonlReader, TableReader
 from app.datasets.report import LengthStats, StatsCollector, ValidationReport
 from app.errors import DatasetInvalid, InvalidInput
 
@@ -72,8 +79,6 @@ TASK_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "unlabeled-text": (("text", "text"),),
 }
 _ARROW_TYPES = {"text": pa.string(), "label": pa.string(), "labels": pa.list_(pa.string())}
-_FLUSH_ROWS = 16_384
-_FLUSH_CHARS = 32 * 1024 * 1024
 
 
 class ColumnMapping(BaseModel):
@@ -84,17 +89,13 @@ class ColumnMapping(BaseModel):
     text_pair: str = Field("text_pair", description="Second text of text-pair classification.")
 
 
-class IngestLimits(BaseModel):
-    max_columns: int = Field(1000, description="Most columns the file may have.")
-    max_field_chars: int = Field(1_000_000, description="Longest single field, in characters.")
-    min_examples_per_class: int = Field(5, description="Smaller classes are reported.")
-    max_rows: int = Field(5_000_000, description="Most data rows the file may have.")
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> IngestLimits:
-        """Limits from :class:`app.config.Settings` (``max_rows`` keeps its default there)."""
-        fields = ("max_columns", "max_field_chars", "min_examples_per_class", "max_rows")
-        return cls(**{f: getattr(settings, f) for f in fields if hasattr(settings, f)})
+def open_reader(
+    fmt: FormatName, path: Path, wanted: dict[str, str], *, limits: IngestLimits
+) -> TableReader:
+    """A reader for ``path``; ``wanted`` maps each source column to read to its kind
+    (``text``, ``label`` or ``labels``), which Parquet uses to check column types."""
+    cls = {"csv": CsvReader, "jsonl": JsonlReader, "parquet": ParquetReader}[fmt]
+    return cls(path, wanted, limits=limits)
 
 
 def detect_format(filename: str, head: bytes, declared: str | None = None) -> FormatName:
@@ -138,39 +139,30 @@ def ingest_file(
         has_pair=any(name == "text_pair" for name, _, _ in targets),
     )
     found: list[str] = []
-    writer: _AtomicParquetWriter | None = None
+    writer: AtomicParquetWriter | None = None
     try:
         with src.open("rb") as f:
             check_head(fmt, f.read(HEAD_BYTES))
         if fmt == "parquet":
             check_parquet_tail(src)
-        writer = _AtomicParquetWriter(
+        else:  # the decoded text is the file
+            limits.dataset_bytes(src.stat().st_size, what="the file holds {n} bytes of text")
+        writer = AtomicParquetWriter(
             dest, pa.schema([pa.field(n, _ARROW_TYPES[k], nullable=False) for n, k, _ in targets])
         )
         wanted = {source: kind for _, kind, source in targets}
-        with open_reader(
-            fmt,
-            src,
-            wanted,
-            max_columns=limits.max_columns,
-            max_field_chars=limits.max_field_chars,
-        ) as reader:
+        with open_reader(fmt, src, wanted, limits=limits) as reader:
             found = reader.columns
             if reader.header_known:
                 _check_missing_columns(task, targets, reader.columns, fmt)
-            if reader.total_rows is not None and reader.total_rows > limits.max_rows:
-                raise IngestFailure(
-                    f"the file has {reader.total_rows} rows; at most {limits.max_rows} are allowed"
-                )
             for where, values in reader:
                 found = reader.columns
                 stats.rows_read += 1
-                if stats.rows_read > limits.max_rows:
-                    raise IngestFailure(f"the file has more than {limits.max_rows} rows")
+                limits.rows(stats.rows_read, exact=False)
                 row: dict[str, Any] = {}
                 missing = []
                 for name, kind, source in targets:
-                    value = _READ[kind](values.get(source), where, source, limits.max_field_chars)
+                    value = _READ[kind](values.get(source), where, source, limits)
                     if value is None:
                         missing.append(source)
                     else:
@@ -178,7 +170,10 @@ def ingest_file(
                 if missing:
                     stats.drop(missing)
                     continue
+                known = len(stats.label_counts)
                 stats.keep(row["text"], row.get("text_pair"), row.get("label", row.get("labels")))
+                if len(stats.label_counts) > known:
+                    limits.labels(len(stats.label_counts), where=where)
                 writer.add(row)
             found = reader.columns
         _check_result(task, targets, found, fmt, stats)
@@ -186,6 +181,8 @@ def ingest_file(
     except (IngestFailure, UnicodeDecodeError) as exc:
         if writer is not None:
             writer.abort()
+        if isinstance(exc, LimitExceeded):
+            raise exc.to_app_error() from None
         if isinstance(exc, UnicodeDecodeError):
             with src.open("rb") as f:
                 bad = first_invalid_utf8(f)
@@ -259,17 +256,16 @@ def _check_result(
         )
 
 
-def _read_text(value: Any, where: str, column: str, max_chars: int) -> str | None:
+def _read_text(value: Any, where: str, column: str, limits: IngestLimits) -> str | None:
+    """A text; its size was checked by the reader."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise IngestFailure(f"{where}: {column!r} must be a string, got {json_type(value)}")
-    if len(value) > max_chars:
-        raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
     return value if value.strip() else None
 
 
-def _read_label(value: Any, where: str, column: str, max_chars: int) -> str | None:
+def _read_label(value: Any, where: str, column: str, limits: IngestLimits) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -285,19 +281,19 @@ def _read_label(value: Any, where: str, column: str, max_chars: int) -> str | No
             f"{where}: {column!r} is the number {value}; labels must be strings or integers"
         )
     if isinstance(value, str):
-        if len(value) > max_chars:
-            raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
-        return value.strip() or None
+        label = value.strip()
+        limits.label(label, where=where, column=column)
+        return label or None
     hint = " (for several labels a row use the task text-multilabel)" if value else ""
     raise IngestFailure(
         f"{where}: {column!r} must be a string or an integer, got {json_type(value)}{hint}"
     )
 
 
-def _read_labels(value: Any, where: str, column: str, max_chars: int) -> tuple[str, ...] | None:
+def _read_labels(
+    value: Any, where: str, column: str, limits: IngestLimits
+) -> tuple[str, ...] | None:
     if isinstance(value, str):
-        if len(value) > max_chars:
-            raise IngestFailure(f"{where}: {column!r} is longer than {max_chars} characters")
         text = value.strip()
         if text.startswith("["):
             try:
@@ -319,7 +315,7 @@ def _read_labels(value: Any, where: str, column: str, max_chars: int) -> tuple[s
                 raise IngestFailure(
                     f"{where}: {column!r} must be a list of strings; it holds {json_type(item)}"
                 )
-            label = _read_label(item, where, column, max_chars)
+            label = _read_label(item, where, column, limits)
             if label is not None:
                 labels[label] = None
         return tuple(labels)
@@ -329,69 +325,3 @@ def _read_labels(value: Any, where: str, column: str, max_chars: int) -> tuple[s
 
 
 _READ = {"text": _read_text, "label": _read_label, "labels": _read_labels}
-
-
-class _AtomicParquetWriter:
-    """Writes row batches to ``dest.parent/.tmp-<random>.parquet``; ``commit`` fsyncs it and
-    renames it onto ``dest``, ``abort`` removes it."""
-
-    def __init__(self, dest: Path, schema: pa.Schema) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        self.schema = schema
-        self.tmp = dest.parent / f".tmp-{secrets.token_hex(8)}.parquet"
-        self._file = self.tmp.open("xb")
-        self._writer: pq.ParquetWriter | None = None
-        self._buffer: dict[str, list[Any]] = {name: [] for name in schema.names}
-        self._chars = 0
-
-    def add(self, row: dict[str, Any]) -> None:
-        for name, column in self._buffer.items():
-            value = row[name]
-            column.append(list(value) if isinstance(value, tuple) else value)
-        self._chars += len(row["text"]) + len(row.get("text_pair", ""))
-        if len(self._buffer["text"]) >= _FLUSH_ROWS or self._chars >= _FLUSH_CHARS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd")
-        if self._buffer["text"]:
-            try:
-                table = pa.Table.from_pydict(self._buffer, schema=self.schema)
-            except (pa.ArrowException, UnicodeEncodeError) as exc:
-                raise IngestFailure(f"a value cannot be stored as UTF-8 text: {exc}") from None
-            self._writer.write_table(table)
-        self._buffer = {name: [] for name in self.schema.names}
-        self._chars = 0
-
-    def commit(self, dest: Path) -> None:
-        self._flush()
-        assert self._writer is not None
-        self._writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp, dest)
-        _fsync_dir(dest.parent)
-
-    def abort(self) -> None:
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        except Exception:
-            pass  # the file is being thrown away
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 
 #: warn about imbalance when the largest class has this many times the smallest one's examples
 IMBALANCE_RATIO = 10.0
+#: column names are kept to this many characters in the report
+COLUMN_NAME_CHARS = 200
 
 Label = str | tuple[str, ...]
 
@@ -130,7 +132,7 @@ class StatsCollector:
             format=fmt,
             rows=self.rows,
             rows_read=self.rows_read,
-            columns=columns,
+            columns=[name[:COLUMN_NAME_CHARS] for name in columns],
             label_counts=counts,
             num_labels=len(counts),
             empty_or_missing={name: self.empty_or_missing[name] for name in mapped},

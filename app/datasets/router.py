@@ -6,8 +6,10 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.datasets import service
-from app.datasets.schemas import DatasetList, DatasetPreview, DatasetRead
+from app.datasets.preview import preview
+from app.datasets.schemas import DatasetList, DatasetPreview, DatasetRead, LabelPage
 from app.datasets.upload import receive_upload
+from app.datasets.views import dataset_read, label_page
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
 from app.pagination import page
 
@@ -21,7 +23,10 @@ mapping `text_column` (default `text`), `label_column` (`label`), `text_pair_col
 (`text_pair`); optional `format` (`csv`, `jsonl`, `parquet`) when the file name does not say.
 The upload is streamed to disk under the byte cap (413 above it), validated, and stored as
 canonical Parquet. A fatal problem gives 422 `dataset_invalid` with the validation report in
-`details`; nothing is stored then."""
+`details`; a passed cap (decoded bytes, a cell, rows, columns, labels; docs/datasets.md) gives
+413 or 422 with its own code (`dataset_too_large`, `cell_too_large`, `row_too_large`,
+`too_many_rows`, `too_many_columns`, `too_many_labels`, `label_too_long`). Nothing is stored
+then."""
 
 
 @router.post("", status_code=201, response_model=DatasetRead, description=UPLOAD_DOC)
@@ -48,26 +53,42 @@ async def upload_dataset(
         storage=storage,
     )
     await run_in_threadpool(session.commit)
-    return DatasetRead.model_validate(dataset)
+    return dataset_read(dataset, shown=settings.dataset_labels_shown)
 
 
 @router.get("", response_model=DatasetList)
 def list_datasets(
     tenant: TenantDep,
     session: SessionDep,
+    settings: SettingsDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetList:
     rows = service.list_datasets(session, tenant_id=tenant.id, cursor=cursor, limit=limit)
     rows, next_cursor = page(rows, limit)
-    return DatasetList(data=[DatasetRead.model_validate(r) for r in rows], next_cursor=next_cursor)
+    shown = settings.dataset_labels_shown
+    return DatasetList(data=[dataset_read(r, shown=shown) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead)
-def get_dataset(dataset_id: str, tenant: TenantDep, session: SessionDep) -> DatasetRead:
-    return DatasetRead.model_validate(
-        service.get_dataset(session, tenant_id=tenant.id, dataset_id=dataset_id)
-    )
+def get_dataset(
+    dataset_id: str, tenant: TenantDep, session: SessionDep, settings: SettingsDep
+) -> DatasetRead:
+    dataset = service.get_dataset(session, tenant_id=tenant.id, dataset_id=dataset_id)
+    return dataset_read(dataset, shown=settings.dataset_labels_shown)
+
+
+@router.get("/{dataset_id}/labels", response_model=LabelPage)
+def list_labels(
+    dataset_id: str,
+    tenant: TenantDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LabelPage:
+    """Every label of the dataset with its count, most frequent first, a page at a time."""
+    dataset = service.get_dataset(session, tenant_id=tenant.id, dataset_id=dataset_id)
+    return label_page(dataset, cursor=cursor, limit=limit)
 
 
 @router.get("/{dataset_id}/preview", response_model=DatasetPreview)
@@ -76,11 +97,18 @@ def preview_dataset(
     tenant: TenantDep,
     session: SessionDep,
     storage: StorageDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> DatasetPreview:
+    """The first rows (at most `limit` and TUNESERVE_PREVIEW_MAX_ROWS), each text cut to
+    TUNESERVE_PREVIEW_CELL_CHARS characters; cut cells are listed in `truncated_cells`."""
     dataset = service.get_dataset(session, tenant_id=tenant.id, dataset_id=dataset_id)
-    columns, rows = service.preview(dataset, storage=storage, limit=limit)
-    return DatasetPreview(id=dataset.id, columns=columns, rows=rows, total_rows=dataset.num_rows)
+    return preview(
+        dataset,
+        storage=storage,
+        limit=min(limit, settings.preview_max_rows),
+        cell_chars=settings.preview_cell_chars,
+    )
 
 
 @router.delete("/{dataset_id}", status_code=204)

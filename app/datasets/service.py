@@ -1,4 +1,4 @@
-"""Dataset logic: ingest a received upload, list, read, preview, delete."""
+"""Dataset logic: ingest a received upload, list, read, delete (previews: :mod:`.preview`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import re
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -63,11 +62,7 @@ def create_dataset(
         relpath = storage.dataset_relpath(dataset_id)
         dest = storage.path(relpath)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        limits = IngestLimits(
-            max_columns=settings.max_columns,
-            max_field_chars=settings.max_field_chars,
-            min_examples_per_class=settings.min_examples_per_class,
-        )
+        limits = IngestLimits.from_settings(settings)
         try:
             report = ingest_file(
                 upload.path,
@@ -129,16 +124,6 @@ def list_datasets(
         stmt, created_col=Dataset.created_at, id_col=Dataset.id, cursor=cursor, limit=limit
     )
     return list(session.scalars(stmt))
-
-
-def preview(dataset: Dataset, *, storage: Storage, limit: int) -> tuple[list[str], list[dict]]:
-    parquet = pq.ParquetFile(storage.path(dataset.storage_path))
-    columns = parquet.schema_arrow.names
-    rows: list[dict] = []
-    for batch in parquet.iter_batches(batch_size=limit):
-        rows = batch.to_pylist()[:limit]
-        break
-    return columns, rows
 
 
 def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:

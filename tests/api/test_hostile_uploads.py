@@ -67,7 +67,7 @@ HOSTILE: dict[str, tuple[str, bytes, int, str]] = {
         "data.csv",
         (",".join(f"c{i}" for i in range(5000)) + "\n" + ",".join("x" * 5000) + "\n").encode(),
         422,
-        "dataset_invalid",
+        "too_many_columns",
     ),
     "missing_columns": ("data.csv", b"body,topic\nhi,a\nyo,b\n", 422, "dataset_invalid"),
     "one_class_only": ("data.csv", csv_bytes([("a", "x"), ("b", "x")]), 422, "dataset_invalid"),
@@ -116,7 +116,7 @@ def test_enormous_field(
 ) -> None:
     from app.config import get_settings
 
-    monkeypatch.setenv("TUNESERVE_MAX_FIELD_CHARS", "50000")
+    monkeypatch.setenv("TUNESERVE_MAX_CELL_BYTES", "50000")
     get_settings.cache_clear()
     big = "x" * 150_000
     for filename, content in (
@@ -125,8 +125,9 @@ def test_enormous_field(
         ("data.csv", b"text,label\n" + f"short,{big}\nother,b\n".encode()),
     ):
         r = upload(client, auth, content, filename=filename)
-        err = assert_error(r, 422, "dataset_invalid")
+        err = assert_error(r, 413, "cell_too_large")
         assert "50000" in err["message"]
+        assert err["details"]["setting"] == "TUNESERVE_MAX_CELL_BYTES"
         assert stored_files(api_env) == []
 
 
@@ -142,8 +143,9 @@ def test_large_field_under_the_limit_is_fine(client: TestClient, auth: dict[str,
 def test_too_many_columns_limit(client: TestClient, auth: dict[str, str], api_env: Path) -> None:
     header = ",".join(["text", "label", *(f"c{i}" for i in range(1001))])
     content = (header + "\n" + "hi,a" + "," * 1001 + "\n").encode()
-    err = assert_error(upload(client, auth, content), 422, "dataset_invalid")
+    err = assert_error(upload(client, auth, content), 422, "too_many_columns")
     assert "1003 columns" in err["message"]
+    assert err["details"] == {"setting": "TUNESERVE_MAX_COLUMNS", "limit": 1000, "found": 1003}
     assert stored_files(api_env) == []
 
 

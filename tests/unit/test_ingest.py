@@ -18,7 +18,7 @@ from app.datasets.ingest import (
     detect_format,
     ingest_file,
 )
-from app.errors import DatasetInvalid, InvalidInput, UnsupportedMediaType
+from app.errors import DatasetInvalid, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 
 def _write(tmp_path: Path, name: str, data: bytes | str | pa.Table) -> Path:
@@ -304,45 +304,209 @@ def test_ragged_row(tmp_path: Path) -> None:
     assert "line 3" in message and "3 fields" in message
 
 
+def _limit(
+    tmp_path: Path, name: str, data: bytes | str | pa.Table, status: int, code: str, **limits: Any
+) -> str:
+    """The message of a passed cap: its status and code, and nothing left at ``dest``."""
+    error = PayloadTooLarge if status == 413 else InvalidInput
+    dest = tmp_path / "out" / "data.parquet"
+    dest.parent.mkdir(exist_ok=True)
+    with pytest.raises(error) as info:
+        ingest_file(
+            _write(tmp_path, name, data),
+            filename=name,
+            task=limits.pop("task", "text-classification"),
+            columns=ColumnMapping(),
+            dest=dest,
+            limits=IngestLimits(**limits),
+        )
+    assert list(dest.parent.iterdir()) == []  # nothing at dest, no temp file left behind
+    exc = info.value
+    assert (exc.status_code, exc.code) == (status, code), exc.message
+    assert exc.details["setting"].startswith("TUNESERVE_MAX_"), exc.details
+    json.dumps(exc.details)
+    return exc.message
+
+
 def test_enormous_field(tmp_path: Path) -> None:
     big = "x" * 300_000  # above csv's default 128 KiB field limit
-    assert "longer than 200000" in _fails(
-        tmp_path, "d.csv", f'text,label\n"{big}",a\n', max_field_chars=200_000
+    message = _limit(
+        tmp_path, "d.csv", f'text,label\n"{big}",a\n', 413, "cell_too_large", max_cell_bytes=200_000
     )
+    assert "line 2" in message and "200000" in message
 
 
 def test_enormous_field_just_over_the_limit(tmp_path: Path) -> None:
-    message = _fails(tmp_path, "d.csv", "text,label\n" + "x" * 1001 + ",a\n", max_field_chars=1000)
-    assert "line 2" in message and "longer than 1000" in message
+    data = "text,label\n" + "x" * 1001 + ",a\n"
+    message = _limit(tmp_path, "d.csv", data, 413, "cell_too_large", max_cell_bytes=1000)
+    assert "line 2" in message and "1001 bytes" in message and "'text'" in message
+
+
+def test_cell_cap_counts_utf8_bytes(tmp_path: Path) -> None:
+    data = "text,label\n" + "\u00e9" * 501 + ",a\n"  # 501 characters, 1002 bytes
+    message = _limit(tmp_path, "d.csv", data, 413, "cell_too_large", max_cell_bytes=1000)
+    assert "1002 bytes" in message
 
 
 def test_field_at_the_limit_is_fine(tmp_path: Path) -> None:
     data = _balanced_csv() + "x" * 200_000 + ",pos\n"
-    report, _ = _ingest(tmp_path, "d.csv", data, max_field_chars=200_000)
+    report, _ = _ingest(tmp_path, "d.csv", data, max_cell_bytes=200_000)
     assert report.text_length.max == 200_000
 
 
 def test_enormous_jsonl_text(tmp_path: Path) -> None:
     data = json.dumps({"text": "x" * 2000, "label": "a"})
-    assert "line 1" in _fails(tmp_path, "d.jsonl", data, max_field_chars=1000)
+    message = _limit(tmp_path, "d.jsonl", data, 413, "cell_too_large", max_cell_bytes=1000)
+    assert "line 1" in message
+
+
+def test_enormous_jsonl_line(tmp_path: Path) -> None:
+    """A line is read with a bound: one longer than 8 cells is refused before it is parsed."""
+    data = json.dumps({"text": "short", "label": "a", "other": "y" * 9000})
+    message = _limit(tmp_path, "d.jsonl", data, 413, "row_too_large", max_cell_bytes=1000)
+    assert "line 1" in message and "8000" in message
+
+
+def test_enormous_csv_line_of_unmapped_fields(tmp_path: Path) -> None:
+    data = "text,label,a,b,c,d,e,f,g,h,i\nshort,x" + ",".join([""] + ["z" * 999] * 9) + "\n"
+    _limit(tmp_path, "d.csv", data, 413, "row_too_large", max_cell_bytes=1000)
+
+
+def test_text_file_over_the_dataset_bytes(tmp_path: Path) -> None:
+    data = _balanced_csv(50)
+    message = _limit(tmp_path, "d.csv", data, 413, "dataset_too_large", max_dataset_bytes=500)
+    assert str(len(data)) in message
+    (tmp_path / "in" / "d.csv").unlink()
+    jsonl = "".join(json.dumps({"text": f"t {i}", "label": "ab"[i % 2]}) + "\n" for i in range(50))
+    _limit(tmp_path, "d.jsonl", jsonl, 413, "dataset_too_large", max_dataset_bytes=500)
 
 
 def test_huge_number_of_columns(tmp_path: Path) -> None:
     header = ",".join(f"c{i}" for i in range(5000))
-    assert "5002 columns" in _fails(tmp_path, "d.csv", f"text,label,{header}\nx,y\n")
+    data = f"text,label,{header}\nx,y\n"
+    assert "5002 columns" in _limit(tmp_path, "d.csv", data, 422, "too_many_columns")
     obj = {f"c{i}": i for i in range(1001)}
     (tmp_path / "in" / "d.csv").unlink()
-    (tmp_path / "out").rmdir()
-    assert "at most 1000" in _fails(tmp_path, "d.jsonl", json.dumps(obj))
+    message = _limit(tmp_path, "d.jsonl", json.dumps(obj), 422, "too_many_columns")
+    assert "at most 1000" in message
+    table = pa.table({f"c{i}": [1] for i in range(12)})
+    _limit(tmp_path, "d.parquet", table, 422, "too_many_columns", max_columns=10)
 
 
 def test_too_many_rows(tmp_path: Path) -> None:
-    assert "more than 6 rows" in _fails(tmp_path, "d.csv", _balanced_csv(), max_rows=6)
+    message = _limit(tmp_path, "d.csv", _balanced_csv(), 422, "too_many_rows", max_rows=6)
+    assert "more than 6 rows" in message
 
 
 def test_too_many_rows_parquet(tmp_path: Path) -> None:
     table = pa.table({"text": ["a", "b", "c"], "label": ["x", "y", "x"]})
-    assert "at most 2" in _fails(tmp_path, "d.parquet", table, max_rows=2)
+    assert "at most 2" in _limit(tmp_path, "d.parquet", table, 422, "too_many_rows", max_rows=2)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_too_many_labels(tmp_path: Path, fmt: str) -> None:
+    rows = [{"text": f"text {i}", "label": f"label {i}"} for i in range(30)]
+    data: str | pa.Table
+    if fmt == "csv":
+        data = "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    elif fmt == "jsonl":
+        data = "".join(json.dumps(r) + "\n" for r in rows)
+    else:
+        data = pa.Table.from_pylist(rows)
+    message = _limit(tmp_path, f"d.{fmt}", data, 422, "too_many_labels", max_labels=20)
+    assert "more than 20 distinct labels" in message
+    assert ("line 22" if fmt == "csv" else "line 21" if fmt == "jsonl" else "row 21") in message
+
+
+def test_too_many_labels_multilabel(tmp_path: Path) -> None:
+    data = "".join(
+        json.dumps({"text": f"t{i}", "label": [f"a{i}", f"b{i}"]}) + "\n" for i in range(6)
+    )
+    _limit(tmp_path, "d.jsonl", data, 422, "too_many_labels", task="text-multilabel", max_labels=10)
+
+
+def test_label_too_long(tmp_path: Path) -> None:
+    data = _balanced_csv() + "text," + "L" * 201 + "\n"
+    message = _limit(tmp_path, "d.csv", data, 422, "label_too_long")
+    assert "201 characters" in message
+
+
+def _parquet_bomb(rows: int, cell: int, **write: Any) -> pa.Table:
+    """``rows`` copies of one ``cell``-byte string: a few KB on disk."""
+    return pa.table({"text": ["x" * cell] * rows, "label": ["a", "b"] * (rows // 2)})
+
+
+def test_parquet_dictionary_bomb_stops_at_the_dataset_bytes(tmp_path: Path) -> None:
+    src = _write(tmp_path, "bomb.parquet", _parquet_bomb(400, 100_000))
+    assert src.stat().st_size < 10_000  # 40 MB of text
+    message = _limit(
+        tmp_path,
+        "bomb.parquet",
+        _parquet_bomb(400, 100_000),
+        413,
+        "dataset_too_large",
+        max_dataset_bytes=5_000_000,
+    )
+    assert "decode to more than" in message
+
+
+def test_parquet_plain_bomb_stops_at_the_footer(tmp_path: Path) -> None:
+    table = pa.table({"text": [f"{i:04d}" + "y" * 100_000 for i in range(60)], "label": ["a"] * 60})
+    src = tmp_path / "in" / "plain.parquet"
+    src.parent.mkdir()
+    pq.write_table(table, src, use_dictionary=False, compression="zstd")
+    assert src.stat().st_size < 100_000
+    message = _limit(
+        tmp_path,
+        "plain.parquet",
+        src.read_bytes(),
+        413,
+        "dataset_too_large",
+        max_dataset_bytes=1_000_000,
+    )
+    assert "uncompressed" in message
+
+
+def test_parquet_cell_over_the_cap_is_found_in_the_dictionary(tmp_path: Path) -> None:
+    message = _limit(
+        tmp_path, "d.parquet", _parquet_bomb(10, 5000), 413, "cell_too_large", max_cell_bytes=4000
+    )
+    assert "row group 1" in message and "5000 bytes" in message
+
+
+def test_parquet_cell_over_the_cap_plain(tmp_path: Path) -> None:
+    table = pa.table({"text": ["ok", "fine", "z" * 5000, "done"], "label": ["a", "b"] * 2})
+    src = tmp_path / "in" / "plain.parquet"
+    src.parent.mkdir()
+    pq.write_table(table, src, use_dictionary=False)
+    message = _limit(
+        tmp_path, "plain.parquet", src.read_bytes(), 413, "cell_too_large", max_cell_bytes=4000
+    )
+    assert "row 3" in message and "5000 bytes" in message
+
+
+def test_parquet_label_list_cell_over_the_cap(tmp_path: Path) -> None:
+    table = pa.table({"text": ["a", "b", "c"], "label": [["x"], ["y", "q" * 5000], ["x"]]})
+    src = tmp_path / "in" / "d.parquet"
+    src.parent.mkdir()
+    pq.write_table(table, src, use_dictionary=False)
+    message = _limit(
+        tmp_path,
+        "d.parquet",
+        src.read_bytes(),
+        413,
+        "cell_too_large",
+        task="text-multilabel",
+        max_cell_bytes=4000,
+    )
+    assert "row 2" in message
+
+
+def test_parquet_large_repeated_cells_under_the_caps(tmp_path: Path) -> None:
+    report, rows = _ingest(
+        tmp_path, "d.parquet", _parquet_bomb(40, 100_000), max_dataset_bytes=5_000_000
+    )
+    assert report.rows == len(rows) == 40 and report.text_length.max == 100_000
 
 
 @pytest.mark.parametrize(
@@ -484,5 +648,24 @@ def test_parquet_dictionary_nulls_and_many_batches(tmp_path: Path) -> None:
 def test_limits_from_settings() -> None:
     from app.config import Settings
 
-    limits = IngestLimits.from_settings(Settings(max_columns=7, min_examples_per_class=2))
-    assert (limits.max_columns, limits.min_examples_per_class, limits.max_rows) == (7, 2, 5_000_000)
+    settings = Settings(max_columns=7, min_examples_per_class=2, max_labels=3)
+    limits = IngestLimits.from_settings(settings)
+    assert (limits.max_columns, limits.min_examples_per_class, limits.max_labels) == (7, 2, 3)
+    assert (limits.max_rows, limits.max_cell_bytes) == (settings.max_rows, settings.max_cell_bytes)
+
+
+def test_parquet_dotted_names_and_nested_unmapped_columns(tmp_path: Path) -> None:
+    """The caps are per mapped column: leaf columns are matched to their top-level column by
+    the schema, not by splitting paths on dots."""
+    table = pa.table(
+        {
+            "my.text": ["first", "second"] * 5,
+            "label": ["x", "y"] * 5,
+            "meta": [{"a": 1, "b": "z" * 5000}] * 10,
+            "tags": [["t"] * 3] * 10,
+        }
+    )
+    report, rows = _ingest(
+        tmp_path, "d.parquet", table, columns=ColumnMapping(text="my.text"), max_cell_bytes=4000
+    )
+    assert report.rows == 10 and rows[0] == {"text": "first", "label": "x"}

@@ -1,0 +1,85 @@
+"""Writing the canonical Parquet table: in bounded row groups, atomically (a temporary file,
+fsynced, renamed into place), so a reader never sees half a dataset and a refused upload
+leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from app.datasets.formats import IngestFailure
+
+#: a row group is written every this many rows or characters of text, whichever comes first
+_FLUSH_ROWS = 16_384
+_FLUSH_CHARS = 8 * 1024 * 1024
+
+
+class AtomicParquetWriter:
+    """Writes row batches to ``dest.parent/.tmp-<random>.parquet``; ``commit`` fsyncs it and
+    renames it onto ``dest``, ``abort`` removes it."""
+
+    def __init__(self, dest: Path, schema: pa.Schema) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.tmp = dest.parent / f".tmp-{secrets.token_hex(8)}.parquet"
+        self._file = self.tmp.open("xb")
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self._chars = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name, column in self._buffer.items():
+            value = row[name]
+            column.append(list(value) if isinstance(value, tuple) else value)
+        self._chars += len(row["text"]) + len(row.get("text_pair", ""))
+        if len(self._buffer["text"]) >= _FLUSH_ROWS or self._chars >= _FLUSH_CHARS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd")
+        if self._buffer["text"]:
+            try:
+                table = pa.Table.from_pydict(self._buffer, schema=self.schema)
+            except (pa.ArrowException, UnicodeEncodeError) as exc:
+                raise IngestFailure(f"a value cannot be stored as UTF-8 text: {exc}") from None
+            self._writer.write_table(table)
+        self._buffer = {name: [] for name in self.schema.names}
+        self._chars = 0
+
+    def commit(self, dest: Path) -> None:
+        self._flush()
+        assert self._writer is not None
+        self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.tmp, dest)
+        _fsync_dir(dest.parent)
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        except Exception:
+            pass  # the file is being thrown away
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
