@@ -77,10 +77,44 @@ class Settings(BaseSettings):
     predict_timeout_s: float = Field(
         30.0, description="A predict request's deadline: 504 after it, and no work after it."
     )
-    predict_auth_cache_s: float = Field(
+    auth_cache_s: float = Field(
         1.0,
-        description="How long an API process remembers a key's model for predict: a revoked "
-        "key or a model deleted elsewhere stops predicting within this time (0: not at all).",
+        description="How long an API process remembers a key (and, for predict, the key's "
+        "model): a revoked or expired key, a changed scope or a model deleted elsewhere takes "
+        "effect within this time (0: look up on every request).",
+    )
+    # --- limits per request, per key, per tenant (docs/security.md) ---
+    max_json_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        description="Largest request body of any route but the dataset upload (413 above, "
+        "counted while reading, before authentication).",
+    )
+    rate_limit_per_minute: int = Field(
+        3000, description="Requests one API key may make per minute (429 beyond; 0: no limit)."
+    )
+    rate_limit_burst: int = Field(
+        300, description="Requests one API key may make at once above its steady rate."
+    )
+    auth_failures_per_minute: int = Field(
+        30,
+        description="Failed authentications one client address may make per minute before it "
+        "gets 429 without a lookup (0: no limit).",
+    )
+    max_active_jobs: int = Field(
+        100, description="Queued plus running jobs one tenant may have (429 beyond)."
+    )
+    max_datasets: int = Field(1000, description="Datasets one tenant may keep (429 beyond).")
+    max_models: int = Field(
+        1000, description="Models one tenant may keep; a job is refused when it would pass it."
+    )
+    max_stored_bytes: int = Field(
+        50 * 1024**3,
+        description="Bytes of datasets and models one tenant may keep (413 beyond).",
+    )
+    public_url: str = Field(
+        "",
+        description="The URL clients reach the API at (e.g. https://tuneserve.example.com), "
+        "used for absolute links; empty: links are paths (never built from the Host header).",
     )
     model_cache_size: int = Field(
         256,
@@ -140,8 +174,9 @@ class Settings(BaseSettings):
     )
     resend_after_s: float = Field(
         60.0,
-        description="A queued job whose message is not in the broker this long after it was "
-        "sent is sent again (a broker restart lost it).",
+        description="A job queued this long whose message is neither waiting in the broker "
+        "nor delivered to a worker less than this long ago is sent again (a broker restart "
+        "lost it, or the worker holding it died).",
     )
     checkpoint_every_steps: int = Field(
         200, description="Steps between checkpoints (one is also written at each epoch end)."

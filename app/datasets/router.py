@@ -11,6 +11,8 @@ from app.datasets.schemas import DatasetList, DatasetPreview, DatasetRead, Label
 from app.datasets.upload import receive_upload
 from app.datasets.views import dataset_read, label_page
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep
+from app.errors import AppError
+from app.limits import quotas
 from app.pagination import page
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -37,6 +39,12 @@ async def upload_dataset(
     settings: SettingsDep,
     storage: StorageDep,
 ) -> DatasetRead:
+    # quotas: a full tenant is refused before the body is read (the connection is given back
+    # while it streams), and checked again, locked, with the bytes received
+    await run_in_threadpool(
+        quotas.check_dataset_room, session, tenant_id=tenant.id, settings=settings
+    )
+    await run_in_threadpool(session.rollback)
     upload = await receive_upload(
         content_type=request.headers.get("content-type"),
         content_length=request.headers.get("content-length"),
@@ -44,6 +52,17 @@ async def upload_dataset(
         dest=storage.new_upload_path(),
         cap=settings.max_upload_bytes,
     )
+    try:
+        await run_in_threadpool(
+            quotas.reserve_dataset,
+            session,
+            tenant_id=tenant.id,
+            settings=settings,
+            incoming=upload.size,
+        )
+    except AppError:
+        upload.path.unlink(missing_ok=True)
+        raise
     dataset = await run_in_threadpool(
         service.create_dataset,
         session,

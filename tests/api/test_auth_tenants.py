@@ -115,6 +115,7 @@ def test_route_table_is_what_we_expect() -> None:
             ("GET", "/v1/datasets"),
             ("GET", "/v1/datasets/x_123"),
             ("GET", "/v1/datasets/x_123/preview"),
+            ("GET", "/v1/datasets/x_123/labels"),
             ("DELETE", "/v1/datasets/x_123"),
             ("GET", "/v1/base-models"),
             ("POST", "/v1/jobs"),
@@ -230,6 +231,7 @@ def test_tenant_isolation(client: TestClient, make_key: Callable[[str], dict[str
     not_found = [
         ("GET", f"/v1/datasets/{ds['id']}", None),
         ("GET", f"/v1/datasets/{ds['id']}/preview", None),
+        ("GET", f"/v1/datasets/{ds['id']}/labels", None),
         ("DELETE", f"/v1/datasets/{ds['id']}", None),
         ("GET", f"/v1/jobs/{job['id']}", None),
         ("POST", f"/v1/jobs/{job['id']}/cancel", None),
