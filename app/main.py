@@ -13,11 +13,13 @@ from sqlalchemy import text
 from app.base_models.router import router as base_models_router
 from app.datasets.router import router as datasets_router
 from app.db import get_engine
+from app.docs_pages import install_docs_pages
 from app.error_handlers import install_error_handlers
 from app.inference.gateway import close_gateway
 from app.jobs.router import router as jobs_router
 from app.metrics import RequestMetricsMiddleware, metrics_response
 from app.models.router import router as models_router
+from app.openapi import install_openapi
 from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
 
@@ -35,6 +37,8 @@ def create_app() -> FastAPI:
         title="tuneserve",
         version="0.1.0",
         description="Fine-tune pretrained models with transfer-learning strategies; serve them.",
+        docs_url=None,  # app.docs_pages serves /docs and /redoc offline
+        redoc_url=None,
     )
     install_error_handlers(api)
     api.add_middleware(RequestMetricsMiddleware)
@@ -74,6 +78,8 @@ def create_app() -> FastAPI:
         """Prometheus metrics (text format). No tenant data; expose it to monitoring only."""
         return metrics_response()
 
+    install_openapi(api)  # the honest document: security, upload form, errors, links
+    install_docs_pages(api)  # /docs and /redoc from local files
     return api
 
 
