@@ -121,6 +121,17 @@ def test_each_route_documents_its_statuses(document: dict[str, Any]) -> None:
     assert "Retry-After" in paths["/v1/jobs"]["get"]["responses"]["429"]["headers"]
 
 
+def test_parameters_are_never_null(document: dict[str, Any]) -> None:
+    """A URL or a header cannot carry JSON null: ``?after=null`` is a 422, so an optional
+    parameter is documented as its plain type (FastAPI writes ``anyOf [X, null]``)."""
+    for method, path, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            assert "null" not in str(parameter["schema"]), (method, path, parameter["name"])
+    events = document["paths"]["/v1/jobs/{job_id}/events"]["get"]["parameters"]
+    after = next(p for p in events if p["name"] == "after")
+    assert after["schema"]["type"] == "integer" and after["schema"]["minimum"] == 0
+
+
 def test_the_upload_documents_its_multipart_form(document: dict[str, Any]) -> None:
     body = document["paths"]["/v1/datasets"]["post"]["requestBody"]
     assert body["required"] is True
