@@ -11,17 +11,25 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from app.base_models.router import router as base_models_router
+from app.config import get_settings
 from app.datasets.router import router as datasets_router
 from app.db import get_engine
 from app.docs_pages import install_docs_pages
 from app.error_handlers import install_error_handlers
 from app.inference.gateway import close_gateway
 from app.jobs.router import router as jobs_router
+from app.limits.redis_client import close_limits_redis
+from app.limits.router import router as limits_router
 from app.metrics import RequestMetricsMiddleware, metrics_response
+from app.middleware.auth_gate import AuthGate
+from app.middleware.body import BodyLimit, JsonText
+from app.middleware.principals import PrincipalCache
+from app.middleware.security_headers import SecurityHeaders
 from app.models.router import router as models_router
 from app.openapi import install_openapi
 from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
+from app.tenants.router import router as keys_router
 
 
 def create_app() -> FastAPI:
@@ -31,6 +39,7 @@ def create_app() -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await close_gateway()  # the inference reply listener of this event loop
+        await close_limits_redis()
 
     api = FastAPI(
         lifespan=lifespan,
@@ -41,13 +50,23 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(api)
+    settings = get_settings()
+    api.state.principals = PrincipalCache(settings.auth_cache_s)
+    # the last added runs first: headers on everything; metrics see every status; the body is
+    # bounded before the caller is known; the caller is known before the body is read
+    api.add_middleware(JsonText)
+    api.add_middleware(AuthGate, settings=settings, principals=api.state.principals)
+    api.add_middleware(BodyLimit, settings=settings)
     api.add_middleware(RequestMetricsMiddleware)
+    api.add_middleware(SecurityHeaders)
     for router in (
         datasets_router,
         base_models_router,
         jobs_router,
         models_router,
         sweeps_router,
+        keys_router,
+        limits_router,
     ):
         api.include_router(router)
 

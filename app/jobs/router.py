@@ -30,7 +30,7 @@ def create_job(
     tenant: TenantDep,
     session: SessionDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> JobRead:
     """Submit a tuning job. It is `queued` at once; a worker picks it up.
 

@@ -19,7 +19,7 @@ def create_sweep(
     tenant: TenantDep,
     session: SessionDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> SweepRead:
     """Start a strategy bake-off: one queued job per strategy x learning rate, all on the same
     split, ranked by `metric`. When every candidate has finished, the best one's model is

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import csv_bytes, sample_rows, upload
-from tests.api.test_auth_tenants import JOB_BODY, insert_jobs, insert_model
+from tests.api.test_auth_tenants import JOB_BODY, SWEEP_BODY, insert_jobs, insert_model
 from tests.api.test_hostile_uploads import assert_error
 
 JSON = {"Content-Type": "application/json"}
@@ -194,3 +194,20 @@ def test_links_come_from_the_public_url_not_the_host_header(
     get_settings.cache_clear()
     got = link(request, "get_report_plot", job_id="job_1", name="curves.png")
     assert got == "https://ts.example.com" + path
+
+
+def test_an_empty_idempotency_key_is_refused_not_stored(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    """Found by the fuzzer: an empty key was stored, missed by the lookup (which treated it
+    as no key) and then hit the unique index: 201, then 500."""
+    ds = upload(client, auth, csv_bytes(sample_rows())).json()
+    headers = {**auth, "Idempotency-Key": ""}
+    for path, body in [
+        ("/v1/jobs", {**JOB_BODY, "dataset_id": ds["id"]}),
+        ("/v1/sweeps", {**SWEEP_BODY, "dataset_id": ds["id"]}),
+    ]:
+        for _ in range(2):
+            err = assert_error(client.post(path, headers=headers, json=body), 422)
+            assert "idempotency" in str(err).lower()
+    assert _jobs_listable(client, auth) == []
