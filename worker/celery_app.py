@@ -4,7 +4,9 @@ Predictions do not go through Celery: the inference worker (``python -m worker.s
 reads its own fair queue in Redis (docs/serving.md).
 
 Nothing here imports torch: the tasks import their implementation when they run, in the
-worker's child process, so CUDA is never initialised in a parent before it forks.
+worker's child process, so CUDA is never initialised in a parent before it forks. A ``train``
+message reaches a child only when some job is queued: the main process checks first
+(worker/tasks/training.py), so a cancelled or finished job's message costs no process start.
 Settings and the reasons for them: docs/operations.md.
 """
 

@@ -1,6 +1,7 @@
 """Every database write a training worker makes for a job, each fenced by its lease token.
 
-A claim is one conditional UPDATE (``queued → running``) that also sets a fresh lease token;
+A claim is one conditional UPDATE (``queued → running``) that also sets a fresh lease token
+(of the fairest queued job, :func:`claim_next`, or of a named one, :func:`claim`);
 every later write carries ``WHERE lease_token = :token AND status = 'running'``. A write that
 matches no row means the lease is lost (the job was reaped, cancelled or finished elsewhere):
 the caller stops at once and writes nothing more.
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import aliased
 
 from app.db import db_now, rows_changed, session_scope, utcnow
 from app.orm import Job, JobEvent, JobMetric, Model  # every table, so FKs resolve
@@ -45,13 +47,78 @@ def worker_prefix(main_pid: int) -> str:
 
 
 def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
-    """``queued → running`` for exactly one caller; None when someone else has it (or no job)."""
+    """``queued → running`` of ``job_id`` for exactly one caller; None when someone else has
+    it (or no such job)."""
+    return _claim(Job.id == job_id, lease_seconds=lease_seconds)
+
+
+def claim_next(*, lease_seconds: int) -> Claim | None:
+    """``queued → running`` of the job that is fairest to start now (:func:`next_job`), for
+    exactly one caller; None when no job is waiting.
+
+    A ``train`` message only says "a job is waiting": whichever job it names, the woken worker
+    starts the fairest one, so N messages still start N jobs, and a burst of one tenant does not
+    hold another tenant's job behind all of it.
+    """
+    return _claim(Job.id == next_job(), lease_seconds=lease_seconds)
+
+
+def next_job() -> Any:
+    """The id of the queued job to start next, as a scalar subquery for one conditional UPDATE.
+
+    Fair across tenants: the tenant with the fewest running jobs first, then the tenant that
+    started a job least recently (a tenant that never did first), then that tenant's oldest
+    job. A worker that runs one job at a time therefore serves tenants in turn. On PostgreSQL
+    the row is picked ``FOR UPDATE SKIP LOCKED``, so concurrent claims take different jobs
+    instead of waiting on each other; SQLite runs the whole UPDATE under its one write lock.
+    """
+    candidate = aliased(Job, name="candidate")
+    running, history = aliased(Job, name="running"), aliased(Job, name="history")
+    tenant_running = (
+        select(func.count())
+        .select_from(running)
+        .where(running.tenant_id == candidate.tenant_id, running.status == "running")
+        .scalar_subquery()
+    )
+    tenant_last_start = (  # an index range scan on (tenant_id, started_at)
+        select(history.started_at)
+        .where(history.tenant_id == candidate.tenant_id, history.started_at.is_not(None))
+        .order_by(history.started_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(candidate.id)
+        .where(candidate.status == "queued", candidate.cancel_requested.is_(False))
+        .order_by(
+            tenant_running,
+            tenant_last_start.asc().nulls_first(),
+            candidate.created_at,
+            candidate.id,
+        )
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+
+
+def has_claimable_job() -> bool:
+    """Whether any job waits to be claimed: one indexed read, no torch, run by the worker's
+    main process before it pays for a pool process (worker/tasks/training.py)."""
+    with session_scope() as s:
+        found = s.scalar(
+            select(Job.id).where(Job.status == "queued", Job.cancel_requested.is_(False)).limit(1)
+        )
+    return found is not None
+
+
+def _claim(which: Any, *, lease_seconds: int) -> Claim | None:
     token = uuid.uuid4().hex
     with session_scope() as s:
         now = db_now(s)
         result = s.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+            .where(which, Job.status == "queued", Job.cancel_requested.is_(False))
             .values(
                 status="running",
                 attempt=Job.attempt + 1,
@@ -61,10 +128,13 @@ def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
                 started_at=now,
                 updated_at=now,
             )
+            .execution_options(synchronize_session=False)
         )
         if rows_changed(result) != 1:
             return None
-        attempt = s.scalar(select(Job.attempt).where(Job.id == job_id)) or 1
+        job_id, attempt = s.execute(
+            select(Job.id, Job.attempt).where(Job.lease_token == token)
+        ).one()
         s.add(
             JobEvent(
                 job_id=job_id,

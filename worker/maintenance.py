@@ -6,8 +6,14 @@ Run periodically (Celery beat sends ``tuneserve.reap`` to the ``maintenance`` qu
    ``queued`` and is sent again while ``attempt < max_attempts``; it resumes from its last
    checkpoint. Otherwise it fails with ``worker_lost``. Both are conditional UPDATEs on the old
    lease token, so two reapers never act twice.
-2. A ``queued`` job whose ``train`` message is no longer in the broker (a Redis restart without
-   persistence) is sent again. Duplicates are harmless: the claim is conditional.
+2. A ``queued`` job whose ``train`` message is not on its way to a worker is sent again, once
+   it has been queued ``resend_after_s``: a message counts only while it waits in the queue or
+   was delivered to a worker less than ``resend_after_s`` ago. A message left in Redis's
+   ``unacked`` hash by a worker that died (kombu gives it back only after the 6-hour visibility
+   timeout), a broker restart that lost it, or a message whose worker claimed another job by
+   the fair order (it holds that message until the job ends) therefore delays a job by at most
+   ``resend_after_s`` plus one reaper interval. Duplicates are harmless: every claim is a
+   conditional UPDATE, and a message that finds nothing queued is acknowledged at once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,6 +39,8 @@ from worker.sweep_settling import settle_sweeps
 log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(rb"job_[0-9a-f]{24}")
+#: kombu's Redis transport: delivered, unacknowledged messages and their delivery times
+_UNACKED, _UNACKED_INDEX = "unacked", "unacked_index"
 
 
 @dataclass
@@ -44,8 +53,14 @@ class ReapReport:
         return {"requeued": self.requeued, "failed": self.failed, "resent": self.resent}
 
 
-def jobs_in_broker() -> set[str] | None:
-    """Job ids with a ``train`` message waiting or unacknowledged in Redis; None if unknown."""
+def jobs_in_broker(delivered_within_s: float | None = None) -> set[str] | None:
+    """Job ids with a ``train`` message waiting in Redis, or delivered to a worker (kombu's
+    ``unacked`` hash) less than ``delivered_within_s`` seconds ago (any time ago when None);
+    None if unknown.
+
+    kombu records each delivery's time (this worker's clock) in the ``unacked_index`` sorted
+    set; an ``unacked`` entry without one, or older, is not counted.
+    """
     import redis
 
     try:
@@ -55,7 +70,13 @@ def jobs_in_broker() -> set[str] | None:
             if client.type(key) == b"list":
                 for raw in client.lrange(key, 0, -1):
                     found.update(m.decode() for m in _JOB_ID.findall(_decoded(raw)))
-        for raw in client.hvals("unacked"):
+        if delivered_within_s is None:
+            held = client.hvals(_UNACKED)
+        else:
+            since = time.time() - delivered_within_s
+            tags: list[Any] = list(client.zrangebyscore(_UNACKED_INDEX, since, "+inf"))
+            held = [raw for raw in client.hmget(_UNACKED, tags) if raw] if tags else []
+        for raw in held:
             found.update(m.decode() for m in _JOB_ID.findall(_decoded(raw)))
         return found
     except Exception:
@@ -157,7 +178,7 @@ def reap_once() -> ReapReport:
             )
         ).all()
         if waiting:
-            present = jobs_in_broker()
+            present = jobs_in_broker(delivered_within_s=settings.resend_after_s)
             for job_id in waiting:
                 if present is not None and job_id in present:
                     continue

@@ -1,9 +1,10 @@
 """Run one tuning job: claim, load, train, write the artifact, register the model.
 
-``run(job_id)`` is what the ``train`` task calls. It does nothing unless it wins the claim, so
-a redelivered or duplicate message is a no-op. Every exception ends the job ``failed`` with a
-reason a user can read (the traceback goes to the worker log); a cancel ends it
-``cancelled``; a lost lease stops it without writing anything more.
+``run(job_id)`` is what the ``train`` task calls. The message only wakes the worker: it claims
+the fairest queued job (``claim_next``: not necessarily ``job_id``) and does nothing when none
+waits, so a redelivered or duplicate message never runs a job twice. Every exception ends
+the job ``failed`` with a reason a user can read (the traceback goes to the worker log); a
+cancel ends it ``cancelled``; a lost lease stops it without writing anything more.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from app.jobs.orm import Job
 from app.jobs.strategies import Hyperparameters, StrategyConfig
 from app.models.orm import Model
 from app.storage import Storage
-from worker.job_store import Claim, JobStore, LeaseLost, claim
+from worker.job_store import Claim, JobStore, LeaseLost, claim_next
 from worker.progress import DbCallbacks, Heartbeat
 from worker.sweep_settling import settle_sweeps
 from worker.training.callbacks import is_scalar_metric
@@ -39,12 +40,15 @@ class JobInputError(Exception):
 
 
 def run(job_id: str) -> str | None:
-    """Train ``job_id`` if this worker wins the claim. Returns the final status, or None."""
+    """Woken by ``job_id``'s message: train the fairest queued job if this worker wins its
+    claim. Returns the final status, or None when no job was claimed."""
     settings = get_settings()
-    won = claim(job_id, lease_seconds=settings.lease_seconds)
+    won = claim_next(lease_seconds=settings.lease_seconds)
     if won is None:
-        log.info("job %s: not claimable (already taken, finished or cancelled); no-op", job_id)
+        log.info("message for job %s: no queued job to claim; no-op", job_id)
         return None
+    if won.job_id != job_id:
+        log.info("message for job %s: claimed job %s (fair order)", job_id, won.job_id)
     store = JobStore(won, lease_seconds=settings.lease_seconds)
     heartbeat = Heartbeat(store, lease_seconds=settings.lease_seconds)
     heartbeat.start()

@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -37,14 +38,14 @@ def env(
     redis.Redis.from_url(broker).flushdb()
 
 
-def make_jobs(n: int, *, status: str = "queued") -> list[str]:
+def make_jobs(n: int, *, status: str = "queued", tenant_name: str = "leases") -> list[str]:
     from app.db import session_scope, utcnow
     from app.orm import Dataset, Job
     from app.tenants.service import get_or_create_tenant
 
     ids = []
     with session_scope() as s:
-        tenant = get_or_create_tenant(s, name="leases")
+        tenant = get_or_create_tenant(s, name=tenant_name)
         ds = Dataset(
             tenant_id=tenant.id,
             name="d",
@@ -216,3 +217,112 @@ def test_release_hands_the_job_back_without_burning_an_attempt(env: str) -> None
         job = s.get(Job, job_id)
         assert job is not None and job.status == "queued" and job.attempt == 0
     assert jobs_in_broker() == {job_id}
+
+
+def _done(won: Any) -> None:
+    from worker.job_store import JobStore
+
+    assert JobStore(won, lease_seconds=60).finish(status="cancelled", code=None, message="done")
+
+
+def test_claim_next_serves_tenants_in_turn(env: str) -> None:
+    """One worker, one job at a time: a tenant's burst does not hold another's jobs behind it
+    (the old claim took jobs in the order of their messages: a, a, a, a, b, b)."""
+    from worker.job_store import claim_next
+
+    a = make_jobs(4, tenant_name="a")
+    b = make_jobs(2, tenant_name="b")
+    order = []
+    while (won := claim_next(lease_seconds=60)) is not None:
+        order.append(won.job_id)
+        _done(won)
+    assert order == [a[0], b[0], a[1], b[1], a[2], a[3]]
+
+
+def test_claim_next_prefers_the_tenant_with_the_fewest_running_jobs(env: str) -> None:
+    from worker.job_store import claim_next
+
+    a = make_jobs(3, tenant_name="a")
+    b = make_jobs(2, tenant_name="b")
+    held = [claim_next(lease_seconds=60) for _ in range(3)]
+    assert [w.job_id for w in held if w is not None] == [a[0], b[0], a[1]]
+    _done(held[1])  # b has none running now, a has two: b's next job goes first
+    nxt = claim_next(lease_seconds=60)
+    assert nxt is not None and nxt.job_id == b[1]
+    nxt = claim_next(lease_seconds=60)
+    assert nxt is not None and nxt.job_id == a[2]
+    assert claim_next(lease_seconds=60) is None
+
+
+def _claim_until_empty(args: tuple[str, str]) -> list[str]:
+    db_url, data_dir = args
+    import os
+
+    os.environ["TUNESERVE_DATABASE_URL"] = db_url
+    os.environ["TUNESERVE_DATA_DIR"] = data_dir
+    from worker.job_store import claim_next
+
+    got = []
+    while (won := claim_next(lease_seconds=60)) is not None:
+        got.append(won.job_id)
+    return got
+
+
+def test_concurrent_fair_claims_take_each_job_exactly_once(env: str, tmp_path: Path) -> None:
+    job_ids = make_jobs(20, tenant_name="a") + make_jobs(20, tenant_name="b")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.map(_claim_until_empty, [(env, str(tmp_path / "data"))] * 4)
+    claimed = [j for r in results for j in r]
+    assert sorted(claimed) == sorted(job_ids)  # every job once, none twice, no lock errors
+
+
+def _hold_next_message_and_die(broker: str) -> None:
+    """A consumer that takes the next ``train`` message without acknowledging it (acks_late, as
+    a worker does) and dies at once: kombu leaves the message in its ``unacked`` hash."""
+    import os
+
+    from kombu import Connection
+
+    message = Connection(broker).default_channel.basic_get("train", no_ack=False)
+    os._exit(0 if message is not None else 1)
+
+
+def _queued_since(job_id: str, seconds: float) -> None:
+    from app.db import session_scope, utcnow
+    from app.orm import Job
+
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.enqueued_at = utcnow() - timedelta(seconds=seconds)
+
+
+def test_reaper_resends_a_job_whose_message_died_with_its_worker(
+    env: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old reaper counted any message in ``unacked`` as present: a job whose message a
+    dead worker held stayed queued until the 6-hour visibility timeout."""
+    from app.tasks import TRAIN_TASK, send_task
+    from worker.maintenance import reap_once
+
+    (job_id,) = make_jobs(1)
+    send_task(TRAIN_TASK, [job_id])
+    broker = f"{redis_url}/{REDIS_DB}"
+    holder = mp.get_context("spawn").Process(target=_hold_next_message_and_die, args=(broker,))
+    holder.start()
+    holder.join(30)
+    assert holder.exitcode == 0
+    r = redis.Redis.from_url(broker)
+    assert r.llen("train") == 0 and r.hlen("unacked") == 1
+    # delivered less than resend_after_s ago: on its way to a worker, not sent again
+    monkeypatch.setenv("TUNESERVE_RESEND_AFTER_S", "30")
+    reset_caches()
+    _queued_since(job_id, 60)
+    assert reap_once().resent == []
+    # delivered longer ago than that and the job is still queued: nobody is starting it
+    monkeypatch.setenv("TUNESERVE_RESEND_AFTER_S", "0")
+    reset_caches()
+    assert reap_once().resent == [job_id]
+    assert r.llen("train") == 1
+    assert reap_once().resent == []  # the new message waits in the queue: once is enough
