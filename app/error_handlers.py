@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import AppError
+from app.route_table import allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
             # FastAPI's answer to a body json cannot parse (nested past the recursion limit):
             # the body is invalid input like any other malformed JSON
@@ -74,7 +75,10 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
     async def db_down(_: Request, exc: OperationalError) -> JSONResponse:

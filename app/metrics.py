@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import get_engine
 from app.jobs.orm import JOB_STATUSES, Job
+from app.route_table import matching_route
 from app.telemetry import FLEET_COUNTERS, FleetCounterCollector
 
 log = logging.getLogger(__name__)
@@ -59,30 +59,11 @@ def route_template(scope: Scope) -> str:
     middleware) is matched against the app's routes here."""
     route = scope.get("route")
     if route is None:
-        route = _matching_route(scope)
+        route = matching_route(scope)
     if route is None:
         return UNMATCHED
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) and template else UNMATCHED
-
-
-def _matching_route(scope: Scope) -> BaseRoute | None:
-    return _match_in(getattr(scope.get("app"), "routes", ()), scope)
-
-
-def _match_in(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
-    for route in routes:
-        # FastAPI keeps an included router whole; its routes carry the full path
-        included = getattr(getattr(route, "original_router", None), "routes", None)
-        if included is not None:
-            found = _match_in(included, scope)
-            if found is not None:
-                return found
-            continue
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route
-    return None
 
 
 class RequestMetricsMiddleware:

@@ -23,10 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings
 from app.error_handlers import error_response
 from app.errors import AppError, InvalidInput, PayloadTooLarge
+from app.route_table import matching_route
 
 UPLOAD_PATH = "/v1/datasets"
 #: multipart framing and the small form fields around the file
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 #: a JSON escape that may be a surrogate: only then is the body parsed here
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -95,10 +97,11 @@ class JsonText:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        # only the methods whose bodies routes read (another method answers 405 unread)
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        if _content_type(scope).startswith(_FORM_TYPES):
+        if _content_type(scope).startswith(_FORM_TYPES) or matching_route(scope) is None:
             await self.app(scope, receive, send)
             return
         try:

@@ -211,3 +211,16 @@ def test_an_empty_idempotency_key_is_refused_not_stored(
             err = assert_error(client.post(path, headers=headers, json=body), 422)
             assert "idempotency" in str(err).lower()
     assert _jobs_listable(client, auth) == []
+
+
+def test_405_names_every_method_of_the_resource(client: TestClient, auth: dict[str, str]) -> None:
+    """Found by the fuzzer: Starlette's ``Allow`` named only the first matching route's."""
+    for method, path, allowed in [
+        ("PUT", "/v1/datasets", "GET, POST"),
+        ("PATCH", "/v1/datasets/ds_x", "DELETE, GET"),
+        ("PUT", "/v1/keys", "GET, POST"),
+        ("POST", "/healthz", "GET"),
+    ]:
+        r = client.request(method, path, headers=auth)
+        assert_error(r, 405, "method_not_allowed")
+        assert r.headers["allow"] == allowed, path
