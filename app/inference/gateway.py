@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 
 import redis.asyncio as aioredis
 
@@ -26,6 +25,7 @@ from app.inference.protocol import (
     new_reply_key,
     queue_key,
 )
+from app.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +140,14 @@ class InferenceGateway:
         return len(self._waiting)
 
 
-_gateways: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InferenceGateway] = (
-    weakref.WeakKeyDictionary()
+_gateways: LoopLocal[InferenceGateway] = LoopLocal(
+    lambda: InferenceGateway(get_settings().celery_broker_url)
 )
 
 
 def gateway() -> InferenceGateway:
     """The gateway of the running event loop (made on first use)."""
-    loop = asyncio.get_running_loop()
-    found = _gateways.get(loop)
-    if found is None:
-        found = InferenceGateway(get_settings().celery_broker_url)
-        _gateways[loop] = found
-    return found
+    return _gateways.get()
 
 
 def reset_gateways() -> None:
@@ -162,6 +157,6 @@ def reset_gateways() -> None:
 
 async def close_gateway() -> None:
     """Stop the running loop's listener and close its connections (app shutdown)."""
-    found = _gateways.pop(asyncio.get_running_loop(), None)
+    found = _gateways.pop()
     if found is not None:
         await found.close()

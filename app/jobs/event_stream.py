@@ -22,11 +22,9 @@ thread pool than that, however many are open), and sleeps on the event loop in b
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-import weakref
 from collections.abc import AsyncGenerator
 
 import anyio
@@ -45,6 +43,7 @@ from app.errors import AppError, RateLimited, ServiceUnavailable
 from app.jobs import stream_slots
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent
 from app.jobs.schemas import JobEventRead
+from app.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ class JobEventStream(EventSourceResponse):
                     log.warning("event stream slot not refreshed (%s)", exc)
             try:
                 events, done = await anyio.to_thread.run_sync(
-                    _poll, self.job_id, last, limiter=_poll_limiter()
+                    _poll, self.job_id, last, limiter=_poll_limiters.get()
                 )
             except SQLAlchemyError as exc:
                 log.warning("event stream of %s ended on a database error: %s", self.job_id, exc)
@@ -178,16 +177,7 @@ def _poll(job_id: str, after: int | None) -> tuple[list[JobEventRead], bool]:
         return [JobEventRead.model_validate(r) for r in rows], status in TERMINAL_STATUSES
 
 
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
+#: per loop, the limit on streams reading the database at once
+_poll_limiters: LoopLocal[anyio.CapacityLimiter] = LoopLocal(
+    lambda: anyio.CapacityLimiter(_POLL_THREADS)
 )
-
-
-def _poll_limiter() -> anyio.CapacityLimiter:
-    """The running loop's limit on streams reading the database at once."""
-    loop = asyncio.get_running_loop()
-    found = _limiters.get(loop)
-    if found is None:
-        found = anyio.CapacityLimiter(_POLL_THREADS)
-        _limiters[loop] = found
-    return found
