@@ -8,9 +8,6 @@ memory (``VmHWM`` in ``/proc/<pid>/status``) is read before and after the upload
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import redis
 from tests.api.conftest import csv_bytes, sample_rows
 from tests.api.test_dataset_limits import parquet_bomb
 from tests.conftest import configure, truncate_all
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ApiProcess
 
 REDIS_DB = 9
 #: how much the API's peak memory may grow while it refuses the bomb (the bomb is 600 MB)
@@ -52,38 +49,17 @@ def api(
     configure(monkeypatch, db_url=sqlite_url, data_dir=data_dir, broker_url=broker)
     with session_scope() as s:
         _, key = create_key(s, tenant_name="bombed")
-    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TUNESERVE_")},
         "TUNESERVE_DATABASE_URL": sqlite_url,
         "TUNESERVE_BROKER_URL": broker,
         "TUNESERVE_DATA_DIR": str(data_dir),
-        "PYTHONPATH": str(ROOT),
     }
-    log = tmp_path / "api.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--no-access-log"],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    api = ApiProcess(env, tmp_path / "api.log", access_log=False)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield url, {"Authorization": f"Bearer {key}"}, proc.pid, data_dir
+        yield api.url, {"Authorization": f"Bearer {key}"}, api.pid, data_dir
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        api.stop()
         truncate_all(sqlite_url)
         redis.Redis.from_url(broker).flushdb()
 

@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from tests.conftest import configure, reset_caches
-from tests.integration.conftest import ROOT, free_port, spawn_until_ready
+from tests.integration.conftest import ROOT, ApiProcess
 
 FUZZ_REDIS_DB = 8
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -78,21 +78,12 @@ def fuzz_server(
         "TUNESERVE_BROKER_URL": broker,
         **{f"TUNESERVE_{name.upper()}": value for name, value in settings.items()},
     }
-    port = free_port()
-    log = tmp_path / "api.log"
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--no-access-log"]
-    server = FuzzServer(f"http://127.0.0.1:{port}", key, key_id, env, log)
-    proc = spawn_until_ready(cmd, env, log, "Application startup complete", 90, server.tail)
+    api = ApiProcess(env, tmp_path / "api.log", access_log=False)
+    server = FuzzServer(api.url, key, key_id, env, api.log)
     try:
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        api.stop()
         redis.Redis.from_url(broker).flushdb()
         reset_caches()
 

@@ -161,6 +161,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ApiProcess:
+    """A real ``uvicorn app.main:app`` process on a free port of 127.0.0.1, in its own process
+    group, started before the constructor returns. ``env`` is its whole environment."""
+
+    def __init__(
+        self, env: dict[str, str], log: Path, *, access_log: bool = True, timeout: float = 90
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port)] + ([] if access_log else ["--no-access-log"])
+        env = {"PYTHONPATH": str(ROOT), **env}
+        self.proc = spawn_until_ready(
+            cmd, env, log, "Application startup complete", timeout, self.tail
+        )
+        self.pid = self.proc.pid
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 class InferenceProcess:
     """A real inference worker (``python -m worker.serving``) in its own process group."""
 

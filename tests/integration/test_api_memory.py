@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import redis
 
 from app.migrate import upgrade
-from tests.integration.conftest import ROOT, free_port, spawn_until_ready
+from tests.integration.conftest import ApiProcess
 
 pytestmark = pytest.mark.integration
 
@@ -49,28 +48,17 @@ def api(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, int, str]]:
     engine.dispose()
     broker = f"{redis_url}/{REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()
-    port = free_port()
     env = {
         **os.environ,
         "TUNESERVE_DATABASE_URL": db,
         "TUNESERVE_BROKER_URL": broker,
         "TUNESERVE_DATA_DIR": str(tmp_path),
-        "PYTHONPATH": str(ROOT),
     }
-    log = tmp_path / "api.log"
-    proc = spawn_until_ready(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
-        env,
-        log,
-        "Application startup complete",
-        60,
-        lambda: log.read_text(errors="replace")[-3000:],
-    )
+    api = ApiProcess(env, tmp_path / "api.log")
     try:
-        yield proc.pid, port, key
+        yield api.pid, api.port, key
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        api.stop()
         redis.Redis.from_url(broker).flushdb()
 
 

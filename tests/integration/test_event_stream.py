@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from tests.api.test_auth_tenants import insert_jobs
 from tests.conftest import reset_caches, truncate_all
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ROOT, ApiProcess
 
 pytestmark = pytest.mark.integration
 
@@ -39,48 +36,10 @@ SETTINGS = {
 }
 
 
-class Api:
-    """A real ``uvicorn app.main:app`` process."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @dataclass
 class Env:
     env: dict[str, str]
-    api: Api
+    api: ApiProcess
     db_url: str
     tmp: Path
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -114,7 +73,7 @@ def sse(
         mp.setenv(key, value)
     reset_caches()
     env = {**os.environ, **values, "PYTHONPATH": str(ROOT)}
-    api = Api(env, tmp / "api.log")
+    api = ApiProcess(env, tmp / "api.log")
     try:
         yield Env(env=env, api=api, db_url=postgres_url, tmp=tmp)
     finally:
@@ -338,7 +297,7 @@ def test_keep_alive_comments_arrive(sse: Env) -> None:
 def test_cap_holds_across_processes_and_a_dead_process_frees_its_slots(sse: Env) -> None:
     (job,) = insert_jobs(["running"], tenant="mortal")
     headers = sse.key("mortal")
-    other = Api(sse.env, sse.tmp / "api-2.log")
+    other = ApiProcess(sse.env, sse.tmp / "api-2.log")
     try:
 
         async def scenario() -> float:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import redis
 
 from tests.api.test_auth_tenants import insert_model
 from tests.conftest import configure, truncate_all
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ApiProcess
 
 pytestmark = pytest.mark.integration
 
@@ -40,38 +38,18 @@ def api(
     with session_scope() as s:
         _, key = create_key(s, tenant_name="waiting")
     model_id = insert_model("waiting")
-    port = free_port()
     env = {
         **os.environ,
         "TUNESERVE_DATABASE_URL": postgres_url,
         "TUNESERVE_BROKER_URL": broker,
         "TUNESERVE_DATA_DIR": str(tmp_path),
         "TUNESERVE_PREDICT_TIMEOUT_S": str(TIMEOUT_S),
-        "PYTHONPATH": str(ROOT),
     }
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--no-access-log"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    api = ApiProcess(env, tmp_path / "api.log", access_log=False)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-            time.sleep(0.2)
-        yield url, {"Authorization": f"Bearer {key}"}, model_id
+        yield api.url, {"Authorization": f"Bearer {key}"}, model_id
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        api.stop()
         truncate_all(postgres_url)
         redis.Redis.from_url(broker).flushdb()
 
