@@ -144,15 +144,17 @@ def delete_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Data
 
 
 def _active_job_using(session: Session, *, tenant_id: str, dataset_id: str) -> str | None:
-    """An unfinished job that reads the dataset (as data, validation or a strategy's aux)."""
+    """An unfinished job that reads the dataset (as data, validation, test or a strategy's aux).
+
+    A sweep's split is its candidate jobs' split, so its unfinished candidates cover it."""
     rows = session.execute(
-        select(Job.id, Job.dataset_id, Job.validation_dataset_id, Job.strategy).where(
-            Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_JOB_STATUSES)
-        )
+        select(
+            Job.id, Job.dataset_id, Job.validation_dataset_id, Job.test_dataset_id, Job.strategy
+        ).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_JOB_STATUSES))
     )
-    for job_id, main_id, validation_id, strategy in rows:
+    for job_id, main_id, validation_id, test_id, strategy in rows:
         aux_ids = {v for k, v in (strategy or {}).items() if k.endswith("_dataset_id")}
-        if dataset_id in {main_id, validation_id} | aux_ids:
+        if dataset_id in {main_id, validation_id, test_id} | aux_ids:
             return str(job_id)
     return None
 

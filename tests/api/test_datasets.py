@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import csv_bytes, sample_rows, upload
@@ -183,3 +184,48 @@ def test_delete_in_use_by_queued_job(client: TestClient, auth: dict[str, str]) -
     # once the job is cancelled the dataset may go
     assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth).status_code == 200
     assert client.delete(f"/v1/datasets/{ds['id']}", headers=auth).status_code == 204
+
+
+def _unlabeled(client: TestClient, auth: dict[str, str]) -> dict[str, Any]:
+    texts = "\n".join(f"in-domain sentence number {i}" for i in range(20))
+    r = upload(client, auth, f"text\n{texts}\n".encode(), task="unlabeled-text")
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+@pytest.mark.parametrize("role", ["validation", "test", "dann_target", "sweep_test"])
+def test_delete_in_use_in_every_role(client: TestClient, auth: dict[str, str], role: str) -> None:
+    """A dataset an unfinished job (or sweep candidate) reads in any role cannot be deleted."""
+    train = upload(client, auth, csv_bytes(sample_rows(6))).json()
+    used = (
+        _unlabeled(client, auth)
+        if role == "dann_target"
+        else upload(
+            client, auth, csv_bytes([(f"held-out {t}", y) for t, y in sample_rows(6)])
+        ).json()
+    )
+    base: dict[str, Any] = {"base_model": "all-MiniLM-L6-v2", "dataset_id": train["id"]}
+    if role == "sweep_test":
+        body = {**base, "strategies": [{"name": "full"}], "test_dataset_id": used["id"]}
+        r = client.post("/v1/sweeps", headers=auth, json=body)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["leaderboard"][0]["job_id"]
+    else:
+        strategy: dict[str, Any] = {"name": "full"}
+        if role == "dann_target":
+            strategy = {"name": "dann", "target_dataset_id": used["id"]}
+        extra = {"validation": "validation_dataset_id", "test": "test_dataset_id"}.get(role)
+        body = {**base, "strategy": strategy, **({extra: used["id"]} if extra else {})}
+        r = client.post("/v1/jobs", headers=auth, json=body)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+
+    r = client.delete(f"/v1/datasets/{used['id']}", headers=auth)
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["code"] == "dataset_in_use"
+    assert err["details"]["job_id"] == job_id
+    assert client.get(f"/v1/datasets/{used['id']}", headers=auth).status_code == 200
+
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=auth).status_code == 200
+    assert client.delete(f"/v1/datasets/{used['id']}", headers=auth).status_code == 204
