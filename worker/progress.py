@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from worker.job_store import JobStore, LeaseLost
@@ -55,13 +56,23 @@ class Heartbeat(threading.Thread):
 
 
 class DbCallbacks:
-    def __init__(self, store: JobStore, heartbeat: Heartbeat, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        heartbeat: Heartbeat,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.heartbeat = heartbeat
         self.interval_s = interval_s
+        self.clock = clock
         self.total_steps = 0
         self.epochs = 0
-        self.started = time.monotonic()
+        self.started = clock()
+        #: the step this attempt's clock counts from: a resumed fit starts past step 0
+        self.first_step: int | None = None
         self.last_write = 0.0
         self.latest: dict[str, Any] = {}
         self.progress: dict[str, Any] = {}
@@ -84,11 +95,12 @@ class DbCallbacks:
             events=self._events,
         )
         self._points, self._events = [], []
-        self.last_write = time.monotonic()
+        self.last_write = self.clock()
 
     def on_train_begin(self, *, total_steps: int, epochs: int) -> None:
         self.total_steps, self.epochs = total_steps, epochs
-        self.started = time.monotonic()
+        self.started = self.clock()
+        self.first_step = None
         self.progress = {
             "phase": "training",
             "epoch": 0,
@@ -118,14 +130,19 @@ class DbCallbacks:
             "percent": 0.0,
             "eta_seconds": None,
         }
-        if time.monotonic() - self.last_write >= self.interval_s or done == total:
+        if self.clock() - self.last_write >= self.interval_s or done == total:
             self._flush()
         self._check()
 
     def on_step_end(self, *, epoch: int, step: int, total_steps: int, loss: float) -> None:
-        elapsed = time.monotonic() - self.started
+        # the rate counts only the steps of this attempt: after a resume the clock restarted at
+        # on_train_begin but the step count did not (the first step seen is one step's time)
+        if self.first_step is None:
+            self.first_step = step - 1
+        done = step - self.first_step
+        elapsed = self.clock() - self.started
         steps_per_epoch = max(1, total_steps // max(1, self.epochs))
-        eta = elapsed / step * (total_steps - step) if step else None
+        eta = elapsed / done * (total_steps - step) if done > 0 else None
         self.progress = {
             "phase": "training",
             "epoch": round(step / steps_per_epoch, 3),
@@ -135,7 +152,7 @@ class DbCallbacks:
             "eta_seconds": round(eta, 1) if eta is not None else None,
         }
         self.latest["train_loss"] = round(float(loss), 6)
-        if time.monotonic() - self.last_write >= self.interval_s:
+        if self.clock() - self.last_write >= self.interval_s:
             self._points.append(("train", self.progress["epoch"], step, {"loss": float(loss)}))
             self._flush()
         self._check()

@@ -1,0 +1,113 @@
+"""The progress a training worker writes: percent and ETA, timed by a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import configure, reset_caches, truncate_all
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def job_id(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    configure(
+        monkeypatch,
+        db_url=sqlite_url,
+        data_dir=tmp_path / "data",
+        broker_url="redis://127.0.0.1:6379/15",
+    )
+    from app.db import session_scope, utcnow
+    from app.orm import Dataset, Job
+    from app.tenants.service import get_or_create_tenant
+
+    with session_scope() as s:
+        tenant = get_or_create_tenant(s, name="progress")
+        ds = Dataset(
+            tenant_id=tenant.id,
+            name="d",
+            task="text-classification",
+            format="csv",
+            filename="d.csv",
+            size_bytes=1,
+            sha256="0" * 64,
+            num_rows=10,
+            labels=["a", "b"],
+            storage_path="datasets/x/data.parquet",
+        )
+        s.add(ds)
+        s.flush()
+        job = Job(
+            tenant_id=tenant.id,
+            status="queued",
+            base_model="tiny",
+            task=ds.task,
+            dataset_id=ds.id,
+            strategy={"name": "full"},
+            hyperparameters={},
+            progress={},
+            metrics={},
+            enqueued_at=utcnow(),
+        )
+        s.add(job)
+        s.flush()
+        created = job.id
+    yield created
+    reset_caches()
+    truncate_all(sqlite_url)
+
+
+def stored_progress(job_id: str) -> dict[str, Any]:
+    from app.db import session_scope
+    from app.orm import Job
+
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return dict(job.progress)
+
+
+def callbacks(job_id: str, clock: FakeClock) -> Any:
+    from worker.job_store import JobStore, claim
+    from worker.progress import DbCallbacks, Heartbeat
+
+    claimed = claim(job_id, lease_seconds=60)
+    assert claimed is not None
+    store = JobStore(claimed, lease_seconds=60)
+    # the heartbeat thread is not started: its flags stay clear, so no step is stopped
+    return DbCallbacks(store, Heartbeat(store, lease_seconds=60), interval_s=0.0, clock=clock)
+
+
+@pytest.mark.parametrize("resumed_at", [0, 50])
+def test_eta_counts_only_this_attempts_steps(job_id: str, resumed_at: int) -> None:
+    """The rate is this attempt's time over this attempt's steps, whether the attempt started
+    at step 0 or resumed at step 50 (before, a resume divided by all 60 steps: ETA 16.7 s
+    instead of 100 s)."""
+    clock = FakeClock()
+    cb = callbacks(job_id, clock)
+    cb.on_train_begin(total_steps=100, epochs=2)
+    clock.advance(5.0)  # loading and skipping to the resume point: not a step
+    for step in range(resumed_at + 1, resumed_at + 11):
+        clock.advance(2.0)
+        cb.on_step_end(epoch=1, step=step, total_steps=100, loss=0.5)
+    left = 100 - (resumed_at + 10)
+    progress = stored_progress(job_id)
+    assert progress["step"] == resumed_at + 10
+    assert progress["percent"] == resumed_at + 10
+    # 25 s for 10 steps (the 5 s before the first step counted in it)
+    assert progress["eta_seconds"] == pytest.approx(2.5 * left, abs=0.1)
