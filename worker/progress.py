@@ -73,6 +73,8 @@ class DbCallbacks:
         self.started = clock()
         #: the step this attempt's clock counts from: a resumed fit starts past step 0
         self.first_step: int | None = None
+        #: the current pre-training phase: its name, when and at which count it was first seen
+        self._phase: tuple[str, float, int] | None = None
         self.last_write = 0.0
         self.latest: dict[str, Any] = {}
         self.progress: dict[str, Any] = {}
@@ -101,6 +103,7 @@ class DbCallbacks:
         self.total_steps, self.epochs = total_steps, epochs
         self.started = self.clock()
         self.first_step = None
+        self._phase = None
         self.progress = {
             "phase": "training",
             "epoch": 0,
@@ -120,6 +123,17 @@ class DbCallbacks:
         self._check()
 
     def on_phase_progress(self, *, phase: str, done: int, total: int) -> None:
+        """A phase before training (linear_probe's feature pass, contrastive's pairs, dapt's
+        MLM steps): ``percent`` and ``eta_seconds`` are the phase's, from ``done``/``total``.
+
+        The phase's clock starts at its first report, so the rate counts only what was done
+        since (the first report's own work took an unknown time: no ETA until the second)."""
+        now = self.clock()
+        if self._phase is None or self._phase[0] != phase or done < self._phase[2]:
+            self._phase = (phase, now, done)
+        _, began, first_done = self._phase
+        since = done - first_done
+        eta = (now - began) / since * max(0, total - done) if since > 0 else None
         self.progress = {
             "phase": phase,
             "epoch": 0,
@@ -127,10 +141,10 @@ class DbCallbacks:
             "total_steps": None,
             "phase_done": done,
             "phase_total": total,
-            "percent": 0.0,
-            "eta_seconds": None,
+            "percent": round(100.0 * done / total, 2) if total > 0 else 0.0,
+            "eta_seconds": round(eta, 1) if eta is not None else None,
         }
-        if self.clock() - self.last_write >= self.interval_s or done == total:
+        if now - self.last_write >= self.interval_s or done == total:
             self._flush()
         self._check()
 

@@ -111,3 +111,32 @@ def test_eta_counts_only_this_attempts_steps(job_id: str, resumed_at: int) -> No
     assert progress["percent"] == resumed_at + 10
     # 25 s for 10 steps (the 5 s before the first step counted in it)
     assert progress["eta_seconds"] == pytest.approx(2.5 * left, abs=0.1)
+
+
+def test_feature_pass_reports_its_percent_and_eta(job_id: str) -> None:
+    """linear_probe's feature pass (most of the job) reports its share done and an ETA."""
+    clock = FakeClock()
+    cb = callbacks(job_id, clock)
+    clock.advance(30.0)  # loading the tokenizer and model: not part of the pass
+    seen = []
+    for done in range(16, 161, 16):  # 160 examples, 16 a batch, 3 s a batch
+        clock.advance(3.0)
+        cb.on_phase_progress(phase="extracting_features", done=done, total=160)
+        seen.append(stored_progress(job_id))
+    assert [p["phase_done"] for p in seen] == list(range(16, 161, 16))
+    assert [p["percent"] for p in seen] == [10.0 * i for i in range(1, 11)]
+    # no ETA from the first batch alone; then 3 s for each 16 examples left
+    assert seen[0]["eta_seconds"] is None
+    assert [p["eta_seconds"] for p in seen[1:]] == [3.0 * (10 - i) for i in range(2, 11)]
+    assert all(p["phase"] == "extracting_features" for p in seen)
+
+    # training follows with its own clock and its own percent
+    cb.on_train_begin(total_steps=10, epochs=1)
+    clock.advance(0.5)
+    cb.on_step_end(epoch=1, step=1, total_steps=10, loss=0.5)
+    training = stored_progress(job_id)
+    assert (training["phase"], training["percent"], training["eta_seconds"]) == (
+        "training",
+        10.0,
+        4.5,
+    )
