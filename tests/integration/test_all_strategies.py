@@ -97,7 +97,13 @@ def test_strategy_end_to_end(stack: Stack, datasets: dict[str, str], name: str) 
         json={"inputs": ["alpha alpha kalo", "beta beta mino"], "top_k": 2},
     )
     assert r.status_code == 200, r.text
-    assert all(p["label"] in {"A", "B"} for p in r.json()["predictions"])
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 2, predictions  # one per input, each ranking both labels
+    for p in predictions:
+        assert [s["label"] for s in p["top_k"]] in (["A", "B"], ["B", "A"]), p
+        assert p["label"] == p["top_k"][0]["label"]
+        assert p["score"] == p["top_k"][0]["score"] >= p["top_k"][1]["score"]
+        assert 0.0 <= p["top_k"][1]["score"] <= p["top_k"][0]["score"] <= 1.0
 
 
 def test_mismatches_are_rejected_at_submit_naming_the_field(
