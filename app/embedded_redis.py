@@ -11,7 +11,6 @@ child started here: any other Redis on the port is refused, never silently used.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from app.atomic import atomic_file
 from app.storage import PRIVATE_FILE_MODE, private_dir, private_file
 
 _PASSWORD = re.compile(r"[A-Za-z0-9_-]{32,}")  # token_urlsafe: safe in a URL as it is
@@ -50,11 +50,8 @@ def ensure_password(path: Path) -> str:
         pass
     private_dir(path.parent)
     password = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(password + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path, mode=PRIVATE_FILE_MODE) as handle:
+        handle.write(f"{password}\n".encode("ascii"))
     return password
 
 

@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
 from safetensors.torch import save_file
 
-from worker.file_modes import chmod_as_created
+from app.atomic import atomic_dir
 from worker.training.loop import ArtifactKind, TrainedModel
 
 FORMAT_VERSION = 1
@@ -134,8 +131,7 @@ def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any
     if dest.exists():
         raise FileExistsError(f"artifact destination already exists: {dest}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         extra = _save_weights(trained, tmp)
         base_model = dict(manifest.get("base_model") or {})
         base_model.setdefault("path", str(trained.base_model_dir))
@@ -155,9 +151,4 @@ def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any
         (tmp / MANIFEST_NAME).write_text(
             json.dumps(full_manifest, indent=2, sort_keys=True), encoding="utf-8"
         )
-        chmod_as_created(tmp, directory=True)  # mkdtemp creates 0700
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest

@@ -18,9 +18,6 @@ renamed into place, so a reader sees all of it or none.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.atomic import atomic_dir
 from app.jobs.reports import PLOTS_DIR, REPORT_FILE
 from app.jobs.strategies import Hyperparameters
 from worker.evaluation.calibration import Calibration, fit_calibration
 from worker.evaluation.evaluate import evaluate_split
 from worker.evaluation.plots import render_plots
 from worker.features import FeatureCache, Featurizer
-from worker.file_modes import chmod_as_created
 from worker.serving.precision import check_precision, checked_dtypes
 from worker.serving.predictor import PredictInputs, predictor_from_trained
 from worker.training.callbacks import is_scalar_metric
@@ -206,20 +203,10 @@ def write_report(report: dict[str, Any], dest: Path) -> Path:
     """Write ``report.json`` and its plots as the directory ``dest``, atomically; an older
     directory there (a previous attempt of the same job) is replaced."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-    try:
+    with atomic_dir(dest, replace=True) as tmp:
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
         (tmp / PLOTS_DIR).mkdir()
         render_plots(report, tmp / PLOTS_DIR)
-        chmod_as_created(tmp, directory=True)
-        if dest.exists():
-            doomed = dest.with_name(f".deleting-{tmp.name}")
-            os.rename(dest, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

@@ -1,17 +1,16 @@
-"""Writing the canonical Parquet table: in bounded row groups, atomically (a temporary file,
-fsynced, renamed into place), so a reader never sees half a dataset and a refused upload
-leaves nothing."""
+"""Writing the canonical Parquet table: in bounded row groups, atomically (``app.atomic``: a
+temporary file, fsynced, renamed into place), so a reader never sees half a dataset and a
+refused upload leaves nothing."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.atomic import AtomicFile
 from app.datasets.formats import IngestFailure
 
 #: a row group is written every this many rows or characters of text, whichever comes first
@@ -24,10 +23,10 @@ class AtomicParquetWriter:
     renames it onto ``dest``, ``abort`` removes it."""
 
     def __init__(self, dest: Path, schema: pa.Schema) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         self.schema = schema
-        self.tmp = dest.parent / f".tmp-{secrets.token_hex(8)}.parquet"
-        self._file = self.tmp.open("xb")
+        self._atomic = AtomicFile(dest, suffix=".parquet")
+        self.tmp = self._atomic.tmp
+        self._file = self._atomic.handle
         self._writer: pq.ParquetWriter | None = None
         self._buffer: dict[str, list[Any]] = {name: [] for name in schema.names}
         self._chars = 0
@@ -56,11 +55,8 @@ class AtomicParquetWriter:
         self._flush()
         assert self._writer is not None
         self._writer.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp, dest)
-        _fsync_dir(dest.parent)
+        assert dest == self._atomic.dest
+        self._atomic.commit()
 
     def abort(self) -> None:
         try:
@@ -68,18 +64,4 @@ class AtomicParquetWriter:
                 self._writer.close()
         except Exception:
             pass  # the file is being thrown away
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        self._atomic.abort()

@@ -2,17 +2,15 @@
 
 Headless and free of global state: each plot is a ``matplotlib.figure.Figure`` drawn by its
 own ``FigureCanvasAgg`` (no pyplot, no backend switch), so rendering is safe in any thread.
-Each file is written as ``.tmp-*`` in the output directory and renamed into place.
+Each file is written atomically (``app.atomic``: ``.tmp-*`` in the output directory, fsynced,
+renamed into place).
 
 The report is read tolerantly: a plot whose data is missing is skipped, not an error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from worker.file_modes import chmod_as_created
+from app.atomic import atomic_file
 
 PLOT_NAMES = ("curves", "confusion_matrix", "calibration")
 #: at most this many labels are drawn; beyond it the best-supported ones are shown
@@ -54,18 +52,8 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[str]:
 
 
 def _save_atomic(figure: Figure, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            FigureCanvasAgg(figure).print_png(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        chmod_as_created(tmp, directory=False)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, suffix=".png") as handle:
+        FigureCanvasAgg(figure).print_png(handle)
 
 
 def _split(report: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:

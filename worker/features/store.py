@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,10 +31,10 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from app import telemetry
+from app.atomic import atomic_dir
 from app.config import Settings, get_settings
 from app.storage import Storage
 from worker.features.identity import KEY_BYTES
-from worker.file_modes import chmod_as_created
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +198,8 @@ class FeatureCache:
             return None
         directory = self.root / namespace
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory))
-        try:
+        shard = directory / f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        with atomic_dir(shard) as tmp:
             (tmp / FEATURES).write_bytes(data)
             manifest = {
                 "format_version": 1,
@@ -212,12 +211,6 @@ class FeatureCache:
                 "created_at": time.time(),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            chmod_as_created(tmp, directory=True)
-            shard = directory / f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
-            os.rename(tmp, shard)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.count("writes", 1)
         self.evict()
         return shard

@@ -10,18 +10,16 @@ A checkpoint is a directory ``step-{n:08d}/`` under the job's checkpoint folder:
 - ``state.json``: epoch, step, batches done in the epoch, the metrics so far, the scheduler's
   state, Python's and NumPy's RNG states.
 
-No pickle anywhere. Each is written to ``.tmp-*`` and renamed into place. ``prune`` keeps the
-latest and the best (by the tracked metric).
+No pickle anywhere. Each is written to ``.tmp-*``, fsynced and renamed into place
+(``app.atomic``). ``prune`` keeps the latest and the best (by the tracked metric).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from app.atomic import atomic_dir
 
 STATE = "state.json"
 WEIGHTS = "weights.safetensors"
@@ -121,8 +121,7 @@ class Checkpointer:
         final = self.directory / f"step-{state.step:08d}"
         if final.exists():
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
-        try:
+        with atomic_dir(final) as tmp:
             weights = {
                 name: p.detach().cpu().contiguous()
                 for name, p in model.named_parameters()
@@ -152,10 +151,6 @@ class Checkpointer:
                 "numpy_random": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             }
             (tmp / STATE).write_text(json.dumps(_json_safe(payload)), encoding="utf-8")
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.prune()
         return final
 

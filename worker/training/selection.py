@@ -15,9 +15,7 @@ evaluation.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from app.atomic import atomic_dir
 from app.jobs.strategies import Hyperparameters
 from worker.training.callbacks import TrainingCallbacks, is_scalar_metric
 
@@ -209,16 +208,9 @@ class Selector:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{BEST_PREFIX}{step:08d}"
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-best-", dir=self.directory))
-        try:
+        with atomic_dir(final, replace=True, prefix=".tmp-best-") as tmp:
             save_file(self._best_state, str(tmp / BEST_WEIGHTS))
             (tmp / BEST_STATE).write_text(json.dumps({"step": step, "metrics": metrics}))
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for older in self.directory.glob(f"{BEST_PREFIX}*"):
             if older != final:
                 shutil.rmtree(older, ignore_errors=True)
