@@ -43,10 +43,9 @@ def model_dir() -> Path:
 
 def run_tuneserve(data: BBCNews, args: argparse.Namespace) -> dict[str, Any]:
     from app.jobs.strategies import Hyperparameters, LinearProbeStrategy
-    from worker.strategies import registry  # noqa: F401  (imported lazily; keep it untimed)
+    from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
     from worker.training.data import Examples
-    from worker.training.loop import train_model
 
     class Recorder(NullCallbacks):
         def __init__(self) -> None:

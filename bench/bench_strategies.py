@@ -76,9 +76,9 @@ def run_one(
     from pydantic import TypeAdapter
 
     from app.jobs.strategies import Hyperparameters, StrategyConfig
+    from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
     from worker.training.data import Examples
-    from worker.training.loop import train_model
 
     settings = dict(STRATEGY_SETTINGS[name])
     aux: dict[str, list[str]] = {}

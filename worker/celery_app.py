@@ -24,7 +24,11 @@ from app.tasks import MAINTENANCE_QUEUE, REAP_TASK, TRAIN_QUEUE, celery_config
 
 log = logging.getLogger(__name__)
 
-celery_app = Celery("tuneserve")
+#: the task modules, imported by the worker (and beat) when it starts; named, not imported
+#: here, since they import this module for ``celery_app.task`` (no import cycle)
+TASK_MODULES = ("worker.tasks.maintenance", "worker.tasks.training")
+
+celery_app = Celery("tuneserve", include=list(TASK_MODULES))
 celery_app.conf.update(celery_config(get_settings().celery_broker_url))
 celery_app.conf.update(
     task_queues=(Queue(TRAIN_QUEUE), Queue(MAINTENANCE_QUEUE)),
@@ -72,10 +76,5 @@ def _release_jobs_on_shutdown(**_: Any) -> None:
     except Exception:
         log.exception("could not ask running jobs to release")
 
-
-# importing the task modules registers their tasks
-from worker.tasks import maintenance, training  # noqa: E402
-
-TASK_MODULES = (maintenance, training)
 
 app = celery_app

@@ -94,8 +94,8 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             trainable_parameters,
             write_report,
         )
+        from worker.strategies.registry import train_model
         from worker.training.device import select_device
-        from worker.training.loop import train_model
 
         feature_cache = FeatureCache.from_settings(settings)  # None: feature_cache_bytes is 0
         callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)

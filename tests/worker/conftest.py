@@ -13,10 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy, LoraStrategy
+from worker.strategies.registry import train_model
 from worker.testing import build_tiny_bert, learnable_examples
 from worker.training.callbacks import NullCallbacks
 from worker.training.data import Examples
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 LABELS = ["A", "B"]
 Split = tuple[Examples, Examples, list[str]]

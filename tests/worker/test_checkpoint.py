@@ -11,9 +11,10 @@ import torch
 
 from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
 from tests.worker.conftest import make_split
+from worker.strategies.registry import train_model
 from worker.training.callbacks import NullCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 
 class StopAt(NullCallbacks):

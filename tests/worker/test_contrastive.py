@@ -23,10 +23,11 @@ from app.jobs.strategies import ContrastiveStrategy, Hyperparameters, LinearProb
 from worker.artifacts import write_artifact
 from worker.serving.predictor import Predictor, ProbeClassifier, load_predictor
 from worker.strategies.contrastive import PAIR_PHASE
+from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
 from worker.training.data import Examples
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 CLASS_WORDS = ["alpha", "beta", "gamma", "delta"]
 LABELS = ["A", "B", "G", "D"]

@@ -22,10 +22,11 @@ from safetensors.torch import load_file
 from app.jobs.strategies import DannStrategy, FullStrategy, Hyperparameters
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
+from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
 from worker.training.data import Examples
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 LABELS = ["A", "B"]
 HP = {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "seed": 0}

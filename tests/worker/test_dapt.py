@@ -17,10 +17,11 @@ from worker.artifacts import write_artifact
 from worker.serving.predictor import ProbeClassifier, load_predictor
 from worker.strategies.dapt import continue_pretraining, loss_window
 from worker.strategies.linear_probe import LinearProbe
+from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
 from worker.training.device import seed_everything
-from worker.training.loop import TrainedModel, TrainingSetup, train_model
+from worker.training.loop import TrainedModel, TrainingSetup
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
 HP = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-2, "seed": 0}

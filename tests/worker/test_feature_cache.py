@@ -29,10 +29,11 @@ from tests.conftest import REDIS_URL
 from worker.features import FeatureCache, Featurizer
 from worker.features.store import FEATURES, MANIFEST, STALE_SECONDS
 from worker.reporting import FinalEvaluation, final_evaluation, served_logits
+from worker.strategies.registry import train_model
 from worker.testing import learnable_examples
 from worker.training.callbacks import NullCallbacks
 from worker.training.data import Examples
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 CPU = torch.device("cpu")
 LABELS = ["A", "B"]

@@ -15,11 +15,12 @@ from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
 from worker.strategies import gradual_unfreeze
 from worker.strategies.gradual_unfreeze import slanted_triangular
+from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer
 from worker.training.data import Examples
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 #: the tiny BERT's layer groups, top down, and the parameter-name prefixes of each
 GROUPS = ["head", "layer.1", "layer.0", "embeddings"]

@@ -12,10 +12,11 @@ from transformers import AutoModelForSequenceClassification
 from app.jobs.strategies import Hyperparameters, PartialStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
+from worker.strategies.registry import train_model
 from worker.training.callbacks import NullCallbacks
 from worker.training.data import Examples
 from worker.training.device import seed_everything
-from worker.training.loop import TrainedModel, train_model
+from worker.training.loop import TrainedModel
 
 GROUP_PREFIXES: dict[str, str | tuple[str, ...]] = {
     "embeddings": "bert.embeddings.",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -23,10 +23,20 @@ from torch import nn
 from worker.serving.encoding import Encoded, pad_batch
 from worker.training.device import autocast_as
 
-if TYPE_CHECKING:
-    from worker.serving.members import Member
-
 BASE_ADAPTER = "__base__"
+
+
+class Member(Protocol):
+    """What a backbone needs of a served model on it (``worker.serving.members.Member``
+    implements it; declared here so that this module does not import that one)."""
+
+    model_id: str
+    adapter_name: str | None
+    nbytes: int
+
+    def logits(
+        self, outputs: Any, rows: list[int], batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor: ...
 
 
 def tensor_bytes(module: nn.Module, *, containing: str | None = None) -> int:

@@ -30,7 +30,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from app.jobs.strategies import (
     LoraStrategy,
     PartialStrategy,
 )
+from worker.strategies.base import Strategy
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.data import effective_max_length, move_batch
 from worker.training.device import autocast, make_generator, seed_everything
@@ -151,10 +152,12 @@ class DomainAdaptivePretraining:
     name: str = "dapt"
     artifact_kind: ArtifactKind = "full"
 
-    def train(self, setup: TrainingSetup, config: DaptStrategy) -> TrainedModel:
-        # imported here: the registry imports this module
-        from worker.strategies.registry import get_strategy
+    def __init__(self, *, downstream: Callable[[str], Strategy]) -> None:
+        #: the strategy implementation for ``config.then``, by name (the registry's lookup,
+        #: handed in by the registry: this module does not import it)
+        self.downstream = downstream
 
+    def train(self, setup: TrainingSetup, config: DaptStrategy) -> TrainedModel:
         downstream_config = DOWNSTREAM_CONFIGS[config.then]()
         if setup.task not in downstream_config.supported_tasks:
             raise ValueError(f"dapt then {config.then!r} does not support task {setup.task!r}")
@@ -192,7 +195,7 @@ class DomainAdaptivePretraining:
             )
             seed_everything(setup.hp.seed)
             downstream = dataclasses.replace(setup, base_model_dir=adapted_dir)
-            result = get_strategy(config.then).train(downstream, downstream_config)
+            result = self.downstream(config.then).train(downstream, downstream_config)
             result = self._detach_from(result, encoder)
         return dataclasses.replace(
             result,

@@ -1,4 +1,7 @@
-"""The training loop: ``train_model`` sets up, a strategy prepares, ``fit`` trains.
+"""The training loop: ``prepare_setup`` sets up, a strategy prepares, ``fit`` trains.
+
+``worker.strategies.registry.train_model`` ties them together (it picks the strategy by
+name); this module imports no strategy, so strategies can import it without a cycle.
 
 ``fit`` is the one loop every strategy runs, readable top to bottom: per epoch, per batch,
 forward under autocast, loss, backward, clip, step, schedule, ``on_step_end``; after each
@@ -38,7 +41,7 @@ StepHook = Callable[[int, int], None]
 
 @dataclass
 class TrainingSetup:
-    """Everything a strategy needs, resolved once by :func:`train_model`."""
+    """Everything a strategy needs, resolved once by :func:`prepare_setup`."""
 
     base_model_dir: Path
     task: str
@@ -104,7 +107,7 @@ class TrainedModel:
     backbone: nn.Module | None = None
 
 
-def train_model(
+def prepare_setup(
     *,
     base_model_dir: Path,
     task: str,
@@ -118,11 +121,9 @@ def train_model(
     aux_texts: dict[str, list[str]] | None = None,
     checkpoint: Checkpointer | None = None,
     feature_cache: FeatureCache | None = None,
-) -> TrainedModel:
-    """Fine-tune the base model in ``base_model_dir`` with ``strategy``; see the module doc."""
-    # imported here: strategy modules import this module for ``fit`` and the dataclasses
-    from worker.strategies.registry import get_strategy
-
+) -> TrainingSetup:
+    """Check the inputs, seed, and resolve what ``strategy`` needs to train (the tokenizer, the
+    device, the evaluation plan); the caller hands the setup to the strategy."""
     if task not in strategy.supported_tasks:
         raise ValueError(f"strategy {strategy.name!r} does not support task {task!r}")
     if len(label_names) < 2 and task != MULTILABEL_TASK:
@@ -142,7 +143,7 @@ def train_model(
             multilabel=task == MULTILABEL_TASK,
         ),
     )
-    setup = TrainingSetup(
+    return TrainingSetup(
         base_model_dir=Path(base_model_dir),
         task=task,
         label_names=list(label_names),
@@ -157,7 +158,6 @@ def train_model(
         plan=plan,
         feature_cache=feature_cache,
     )
-    return get_strategy(strategy.name).train(setup, strategy)
 
 
 def evaluate(
