@@ -284,6 +284,12 @@ def test_sigterm_releases_the_job_and_a_new_worker_resumes_it(
     assert abs(done["metrics"]["val_loss"] - clean_run["metrics"]["val_loss"]) <= (RESUME_TOLERANCE)
 
 
+def _reaper_runs(chaos: Chaos) -> list[str]:
+    """The running worker's log lines of finished reaper passes, oldest first."""
+    lines = chaos.worker.log.read_text(errors="replace").splitlines()
+    return [line for line in lines if "Task tuneserve.reap[" in line and "succeeded in" in line]
+
+
 def test_poison_job_fails_after_max_attempts_and_the_queue_drains(
     chaos: Chaos, dataset_id: str
 ) -> None:
@@ -306,9 +312,25 @@ def test_poison_job_fails_after_max_attempts_and_the_queue_drains(
     assert jobs[poison]["error"]["code"] == "worker_lost"
     assert jobs[poison]["attempt"] == jobs[poison]["max_attempts"] == kills
     assert jobs[healthy]["status"] == "succeeded"
+    # nothing loops: every train message (the kills put the poison job's back on the queue)
+    # was handled, none waits in Redis or is held unacked ...
+    from worker.maintenance import jobs_in_broker
+
     broker = redis.Redis.from_url(chaos.env["TUNESERVE_BROKER_URL"])
-    time.sleep(3)
-    assert broker.llen("train") == 0  # nothing loops
+    deadline = time.monotonic() + 60
+    while (held := jobs_in_broker()) != set() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert held == set(), (held, chaos.worker.tail())
+    # ... and it stays so through two whole reaper passes that began after that, which
+    # resent and requeued nothing
+    before = len(_reaper_runs(chaos))
+    deadline = time.monotonic() + 30
+    while len(_reaper_runs(chaos)) < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    later = _reaper_runs(chaos)[before + 1 :]
+    assert len(later) >= 2, chaos.worker.tail()
+    assert all("'requeued': [], 'failed': [], 'resent': []" in line for line in later), later
+    assert jobs_in_broker() == set() and broker.llen("train") == 0
 
 
 def test_redis_restart_with_jobs_queued(chaos: Chaos, dataset_id: str, tmp_path: Path) -> None:

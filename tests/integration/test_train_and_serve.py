@@ -158,10 +158,18 @@ def test_cancel_running_job(stack: Stack) -> None:
     assert "cancel_requested" in kinds and kinds[-1] == "cancelled"
 
 
+def _no_op_lines(stack: Stack, job_id: str) -> list[str]:
+    """The worker's log lines saying a train message for ``job_id`` found no job to claim."""
+    logs = sorted(stack.worker.log_dir.glob("worker-*.log"))
+    lines = [line for p in logs for line in p.read_text(errors="replace").splitlines()]
+    return [line for line in lines if job_id in line and "no queued job" in line]
+
+
 def test_redelivered_train_message_is_a_no_op(stack: Stack) -> None:
     import redis
 
     from app.tasks import TRAIN_TASK, send_task
+    from worker.maintenance import jobs_in_broker
     from worker.runner import run
 
     dataset_id = _upload(stack, _csv(20, seed=2))
@@ -171,11 +179,17 @@ def test_redelivered_train_message_is_a_no_op(stack: Stack) -> None:
     # the same message again, twice, through the broker to the real worker ...
     send_task(TRAIN_TASK, [job["id"]])
     send_task(TRAIN_TASK, [job["id"]])
+    # ... handled: the worker logged a no-op for each (in its main process, or in a pool
+    # process when it raced the check), and neither is waiting in Redis or held unacked
     broker = redis.Redis.from_url(stack.env["TUNESERVE_BROKER_URL"])
     deadline = time.monotonic() + 30
-    while broker.llen("train") and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        handled = _no_op_lines(stack, job["id"])
+        if len(handled) >= 2 and jobs_in_broker() == set():
+            break
         time.sleep(0.2)
-    time.sleep(2)
+    assert len(handled) == 2, (handled, stack.worker.tail())
+    assert jobs_in_broker() == set() and broker.llen("train") == 0
     # ... and a direct duplicate call: nothing is claimed, nothing changes
     assert run(job["id"]) is None
     after = stack.client.get(f"/v1/jobs/{job['id']}", headers=stack.headers).json()
