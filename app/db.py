@@ -145,6 +145,15 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+def after_failed_savepoint(session: Session) -> None:
+    """Make ``session`` usable after an error inside ``begin_nested()``. PostgreSQL rolls back
+    to the savepoint and keeps the transaction; SQLite's driver loses the savepoint with the
+    whole transaction, which must then be rolled back (nothing before it in the transaction is
+    kept: callers use this where nothing was written yet)."""
+    if not session.is_active:
+        session.rollback()
+
+
 def rows_changed(result: Result[Any]) -> int:
     """Rows matched by an UPDATE/DELETE (the outcome of a conditional write)."""
     return int(cast("CursorResult[Any]", result).rowcount)

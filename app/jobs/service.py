@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.datasets.orm import Dataset
-from app.db import rows_changed, utcnow
+from app.db import after_failed_savepoint, rows_changed, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.jobs.audit import audit_job
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
@@ -206,6 +206,7 @@ def create_job(
             session.flush()
     except IntegrityError:
         # a concurrent retry with the same Idempotency-Key won the race
+        after_failed_savepoint(session)
         existing = session.scalar(
             select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
         )

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import rows_changed, utcnow
+from app.db import after_failed_savepoint, rows_changed, utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs.orm import TERMINAL_STATUSES, Job
 from app.jobs.schemas import JobCreate
@@ -122,6 +122,7 @@ def create_sweep(
             session.flush()
     except IntegrityError:
         # a concurrent retry with the same Idempotency-Key won the race
+        after_failed_savepoint(session)
         existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
         if existing is None:
             raise
