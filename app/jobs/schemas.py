@@ -47,15 +47,21 @@ class AuditFinding(BaseModel):
 
 class Progress(BaseModel):
     phase: str | None = Field(
-        None, description="'extracting_features' (linear_probe's one pass), then 'training'."
+        None,
+        description="A phase before training ('extracting_features' for linear_probe's one "
+        "pass, contrastive's pairs, dapt's MLM), then 'training'.",
     )
     phase_done: int | None = Field(None, description="Examples done in the current phase.")
     phase_total: int | None = None
     epoch: float = 0
     step: int = 0
     total_steps: int | None = None
-    percent: float = 0.0
-    eta_seconds: float | None = None
+    percent: float = Field(
+        0.0, description="Of the current phase: it starts again at 0 when training begins."
+    )
+    eta_seconds: float | None = Field(
+        None, description="Seconds left in the current phase, from this attempt's rate."
+    )
 
 
 class JobError(BaseModel):
