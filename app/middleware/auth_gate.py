@@ -16,6 +16,7 @@ The caller is left in the request's state for the routes (:func:`app.deps.get_te
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from anyio import to_thread
@@ -67,6 +68,9 @@ class AuthGate:
         self.app = app
         self.settings = settings
         self.principals = principals
+        # one lookup per key at a time: a burst of requests with a key not yet remembered
+        # (a client's first 256 predicts) waits on one query, not on 256
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_authenticated_path(scope["path"]):
@@ -115,7 +119,7 @@ class AuthGate:
                 retry_after_s=wait_s,
             )
         try:
-            found = await to_thread.run_sync(_lookup, key_hash)
+            found = await self._lookup_once(key_hash)
         except OperationalError as exc:
             log.warning("key lookup failed: %s", type(exc).__name__)
             raise ServiceUnavailable(
@@ -126,3 +130,11 @@ class AuthGate:
             raise Unauthorized("Invalid, revoked or expired API key.")
         self.principals.put(key_hash, found)
         return found
+
+    async def _lookup_once(self, key_hash: str) -> Principal | None:
+        pending = self._lookups.get(key_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(to_thread.run_sync(_lookup, key_hash))
+            self._lookups[key_hash] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(key_hash, None))
+        return await asyncio.shield(pending)
