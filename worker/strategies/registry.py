@@ -8,12 +8,10 @@ downstream lookup from here (tests/unit/test_import_rules.py keeps the graph acy
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import ParamSpec, cast
 
-import torch
-
-from app.jobs.strategies import AnyStrategy, Hyperparameters
-from worker.features import FeatureCache
+from app.jobs.strategies import AnyStrategy
 from worker.strategies.base import Strategy
 from worker.strategies.contrastive import Contrastive
 from worker.strategies.dann import DomainAdversarial
@@ -23,10 +21,9 @@ from worker.strategies.gradual_unfreeze import GradualUnfreeze
 from worker.strategies.linear_probe import LinearProbe
 from worker.strategies.lora import LoraFineTune
 from worker.strategies.partial import PartialFineTune
-from worker.training.callbacks import TrainingCallbacks
-from worker.training.checkpoint import Checkpointer
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel, prepare_setup
+from worker.training.loop import TrainedModel, TrainingSetup, prepare_setup
+
+P = ParamSpec("P")
 
 
 def get_strategy(name: str) -> Strategy:
@@ -52,35 +49,15 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def train_model(
-    *,
-    base_model_dir: Path,
-    task: str,
-    label_names: list[str],
-    train: Examples,
-    validation: Examples,
-    strategy: AnyStrategy,
-    hp: Hyperparameters,
-    callbacks: TrainingCallbacks,
-    device: torch.device | None = None,
-    aux_texts: dict[str, list[str]] | None = None,
-    checkpoint: Checkpointer | None = None,
-    feature_cache: FeatureCache | None = None,
-) -> TrainedModel:
-    """Fine-tune the base model in ``base_model_dir`` with ``strategy`` (its config names the
-    implementation); see ``worker.training.loop`` for the setup and the loop."""
-    setup = prepare_setup(
-        base_model_dir=base_model_dir,
-        task=task,
-        label_names=label_names,
-        train=train,
-        validation=validation,
-        strategy=strategy,
-        hp=hp,
-        callbacks=callbacks,
-        device=device,
-        aux_texts=aux_texts,
-        checkpoint=checkpoint,
-        feature_cache=feature_cache,
-    )
-    return get_strategy(strategy.name).train(setup, strategy)
+def _then_train(prepare: Callable[P, TrainingSetup]) -> Callable[P, TrainedModel]:
+    def train_model(*args: P.args, **kwargs: P.kwargs) -> TrainedModel:
+        """Fine-tune the base model with the strategy its config names: the arguments are
+        :func:`worker.training.loop.prepare_setup`'s, which checks them and resolves the
+        setup; the named implementation then trains on it."""
+        config = cast(AnyStrategy, kwargs["strategy"])
+        return get_strategy(config.name).train(prepare(*args, **kwargs), config)
+
+    return train_model
+
+
+train_model = _then_train(prepare_setup)
