@@ -18,22 +18,11 @@ import redis
 from tests.api.conftest import csv_bytes, sample_rows
 from tests.api.test_dataset_limits import parquet_bomb
 from tests.conftest import configure, truncate_all
-from tests.integration.conftest import ApiProcess
+from tests.integration.conftest import ApiProcess, peak_mb
 
 REDIS_DB = 9
 #: how much the API's peak memory may grow while it refuses the bomb (the bomb is 600 MB)
 MAX_GROWTH_MB = 250
-
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc"
-)
-
-
-def peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 @pytest.fixture

@@ -161,6 +161,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def peak_mb(pid: int) -> float:
+    """Peak resident memory of process ``pid`` so far, in MB (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 class ApiProcess:
     """A real ``uvicorn app.main:app`` process on a free port of 127.0.0.1, in its own process
     group, started before the constructor returns. ``env`` is its whole environment."""

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from app.migrate import upgrade
-from tests.integration.conftest import ApiProcess
+from tests.integration.conftest import ApiProcess, peak_mb
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,6 @@ REDIS_DB = 10
 BODY_MB = 200
 #: what refusing all of them may add to the API's peak memory
 MAX_GROWTH_MB = 40
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(field)
 
 
 @pytest.fixture
@@ -86,7 +79,7 @@ def _send(port: int, headers: list[str], megabytes: int) -> bytes:
 
 def test_refused_bodies_do_not_grow_the_api(api: tuple[int, int, str]) -> None:
     pid, port, key = api
-    before = _status_kb(pid, "VmHWM")
+    before = peak_mb(pid)
     length = f"Content-Length: {BODY_MB * 1024 * 1024}"
     answers = {
         "no key, declared length": _send(port, [length], BODY_MB),
@@ -95,7 +88,7 @@ def test_refused_bodies_do_not_grow_the_api(api: tuple[int, int, str]) -> None:
             port, ["Transfer-Encoding: chunked", f"Authorization: Bearer {key}"], BODY_MB
         ),
     }
-    grown_mb = (_status_kb(pid, "VmHWM") - before) / 1024
+    grown_mb = peak_mb(pid) - before
     statuses = {name: answer.split(b"\r\n", 1)[0] for name, answer in answers.items()}
     assert statuses == {
         "no key, declared length": b"HTTP/1.1 413 Request Entity Too Large",
@@ -103,4 +96,4 @@ def test_refused_bodies_do_not_grow_the_api(api: tuple[int, int, str]) -> None:
         "key, chunked": b"HTTP/1.1 413 Request Entity Too Large",
     }, statuses
     assert grown_mb < MAX_GROWTH_MB, f"the API's peak memory grew by {grown_mb:.0f} MB"
-    print(f"peak RSS before {before / 1024:.0f} MB, grew {grown_mb:.1f} MB")
+    print(f"peak RSS before {before:.0f} MB, grew {grown_mb:.1f} MB")
