@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import configure, reset_caches, truncate_all
+from tests.integration.test_leases import make_jobs
 
 
 class FakeClock:
@@ -32,41 +33,7 @@ def job_id(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         data_dir=tmp_path / "data",
         broker_url="redis://127.0.0.1:6379/15",
     )
-    from app.db import session_scope, utcnow
-    from app.orm import Dataset, Job
-    from app.tenants.service import get_or_create_tenant
-
-    with session_scope() as s:
-        tenant = get_or_create_tenant(s, name="progress")
-        ds = Dataset(
-            tenant_id=tenant.id,
-            name="d",
-            task="text-classification",
-            format="csv",
-            filename="d.csv",
-            size_bytes=1,
-            sha256="0" * 64,
-            num_rows=10,
-            labels=["a", "b"],
-            storage_path="datasets/x/data.parquet",
-        )
-        s.add(ds)
-        s.flush()
-        job = Job(
-            tenant_id=tenant.id,
-            status="queued",
-            base_model="tiny",
-            task=ds.task,
-            dataset_id=ds.id,
-            strategy={"name": "full"},
-            hyperparameters={},
-            progress={},
-            metrics={},
-            enqueued_at=utcnow(),
-        )
-        s.add(job)
-        s.flush()
-        created = job.id
+    (created,) = make_jobs(1, tenant_name="progress")
     yield created
     reset_caches()
     truncate_all(sqlite_url)
