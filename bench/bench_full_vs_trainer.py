@@ -42,7 +42,8 @@ def model_dir() -> Path:
 
 
 def run_tuneserve(data: BBCNews, args: argparse.Namespace) -> dict[str, Any]:
-    from app.jobs.strategies import FullStrategy, Hyperparameters
+    from app.contract.hyperparameters import Hyperparameters
+    from app.contract.strategies import FullStrategy
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
     from worker.training.data import Examples

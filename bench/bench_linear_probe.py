@@ -42,7 +42,8 @@ def model_dir() -> Path:
 
 
 def run_tuneserve(data: BBCNews, args: argparse.Namespace) -> dict[str, Any]:
-    from app.jobs.strategies import Hyperparameters, LinearProbeStrategy
+    from app.contract.hyperparameters import Hyperparameters
+    from app.contract.strategies import LinearProbeStrategy
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
     from worker.training.data import Examples

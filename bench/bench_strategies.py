@@ -75,7 +75,8 @@ def run_one(
 ) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
-    from app.jobs.strategies import Hyperparameters, StrategyConfig
+    from app.contract.hyperparameters import Hyperparameters
+    from app.contract.strategies import StrategyConfig
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
     from worker.training.data import Examples

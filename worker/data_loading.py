@@ -9,6 +9,7 @@ from typing import Any, cast
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
+from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK
 from worker.training.data import Examples
 
 
@@ -16,13 +17,9 @@ def read_examples(path: Path, *, task: str, label_names: list[str]) -> Examples:
     table = pq.read_table(path)
     index = {name: i for i, name in enumerate(label_names)}
     texts = [str(t) for t in table.column("text").to_pylist()]
-    pairs = (
-        [str(t) for t in table.column("text_pair").to_pylist()]
-        if task == "text-pair-classification"
-        else None
-    )
+    pairs = [str(t) for t in table.column("text_pair").to_pylist()] if task == PAIR_TASK else None
     labels: list[int] | list[list[int]]
-    if task == "text-multilabel":
+    if task == MULTILABEL_TASK:
         labels = [sorted(index[x] for x in row) for row in table.column("labels").to_pylist()]
     else:
         labels = [index[x] for x in table.column("label").to_pylist()]
@@ -44,7 +41,7 @@ def split(
     """Hold out ``fraction`` of the rows, stratified by label where every class allows it."""
     indices = list(range(len(examples.texts)))
     stratify = None
-    if task != "text-multilabel":
+    if task != MULTILABEL_TASK:
         counts = Counter(cast(list[int], examples.labels))
         n_val = max(1, round(len(indices) * fraction))
         if min(counts.values()) >= 2 and n_val >= len(counts):

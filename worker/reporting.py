@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from app.atomic import atomic_dir
+from app.contract.hyperparameters import Hyperparameters
 from app.jobs.reports import PLOTS_DIR, REPORT_FILE
-from app.jobs.strategies import Hyperparameters
 from worker.evaluation.calibration import Calibration, fit_calibration
 from worker.evaluation.evaluate import evaluate_split
 from worker.evaluation.plots import render_plots

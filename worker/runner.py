@@ -19,10 +19,11 @@ from pydantic import TypeAdapter
 
 from app.base_models.registry import get_base_model
 from app.config import get_settings
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import StrategyConfig
 from app.datasets.orm import Dataset
 from app.db import new_id, session_scope
 from app.jobs.orm import Job
-from app.jobs.strategies import Hyperparameters, StrategyConfig
 from app.models.orm import Model
 from app.storage import Storage
 from worker.job_store import Claim, JobStore, LeaseLost, claim_next

@@ -32,11 +32,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK, TEXT_CLASSIFICATION, UNLABELED_TEXT, Task
 from app.datasets.canonical import AtomicParquetWriter
 from app.datasets.formats import (
     HEAD_BYTES,
@@ -66,17 +67,14 @@ __all__ = [
     "ingest_file",
 ]
 
-Task = Literal[
-    "text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text"
-]
 
 #: per task, the canonical columns in order: (canonical name, kind). A kind says how a value is
 #: read and stored; image tasks add their own kinds (an image path) here.
 TASK_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "text-classification": (("text", "text"), ("label", "label")),
-    "text-multilabel": (("text", "text"), ("labels", "labels")),
-    "text-pair-classification": (("text", "text"), ("text_pair", "text"), ("label", "label")),
-    "unlabeled-text": (("text", "text"),),
+    TEXT_CLASSIFICATION: (("text", "text"), ("label", "label")),
+    MULTILABEL_TASK: (("text", "text"), ("labels", "labels")),
+    PAIR_TASK: (("text", "text"), ("text_pair", "text"), ("label", "label")),
+    UNLABELED_TEXT: (("text", "text"),),
 }
 _ARROW_TYPES = {"text": pa.string(), "label": pa.string(), "labels": pa.list_(pa.string())}
 
@@ -246,11 +244,11 @@ def _check_result(
             f"no usable rows: all {stats.rows_read} rows miss a required value ({per_column})"
         )
     labels = list(stats.label_counts)
-    if task == "text-multilabel" and len(labels) < 2:
+    if task == MULTILABEL_TASK and len(labels) < 2:
         raise IngestFailure(
             f"text-multilabel needs at least 2 distinct labels; found {len(labels)}: {labels}"
         )
-    if stats.labelled and task != "text-multilabel" and len(labels) < 2:
+    if stats.labelled and task != MULTILABEL_TASK and len(labels) < 2:
         raise IngestFailure(
             f"only one class ({labels[0]!r}) found; a classification task needs at least 2"
         )

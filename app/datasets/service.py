@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.contract.tasks import TASKS
 from app.datasets.ingest import ColumnMapping, IngestLimits, ingest_file
 from app.datasets.orm import Dataset
 from app.datasets.upload import ReceivedUpload
@@ -22,7 +23,6 @@ from app.storage import Storage
 
 log = logging.getLogger(__name__)
 
-TASKS = ("text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -44,10 +44,10 @@ from sqlalchemy.orm import Session
 
 from app.base_models.registry import BaseModelInfo
 from app.config import Settings
+from app.contract.tasks import LABELED_TEXT_TASKS, MULTILABEL_TASK, PAIR_TASK, TEXT_CLASSIFICATION
 from app.datasets.orm import Dataset
 from app.errors import InvalidInput
 from app.jobs.schemas import AuditFinding, JobCreate
-from app.jobs.strategies import LABELED_TEXT_TASKS
 from app.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -194,8 +194,8 @@ def _overlaps(
 
 def _scan(req: _ScanRequest) -> Scan:
     """One pass over each file: label counts, duplicates, overlaps, a token-count sample."""
-    pair = req.task == "text-pair-classification"
-    label = "labels" if req.task == "text-multilabel" else "label"
+    pair = req.task == PAIR_TASK
+    label = "labels" if req.task == MULTILABEL_TASK else "label"
     with pq.ParquetFile(req.train.path) as pf:
         n = pf.metadata.num_rows
     order = random.Random(TOKEN_SAMPLE_SEED).sample(range(n), min(n, TOKEN_SAMPLE))
@@ -323,7 +323,7 @@ def check_class_imbalance(ctx: _Context) -> list[AuditFinding]:
     ratio = most / max(least, 1)
     if ratio < IMBALANCE_RATIO:
         return []
-    unit = "positive examples" if ctx.dataset.task == "text-multilabel" else "examples"
+    unit = "positive examples" if ctx.dataset.task == MULTILABEL_TASK else "examples"
     weights = ctx.body.hyperparameters.class_weights
     message = (
         f"Classes are imbalanced: {big!r} has {most} training {unit}, {small!r} has {least} "
@@ -386,7 +386,7 @@ def check_few_examples(ctx: _Context) -> list[AuditFinding]:
         return []
     counts = ctx.scan.label_counts
     few = sorted((n for n, c in counts.items() if c < FEW_EXAMPLES), key=lambda n: (counts[n], n))
-    multilabel = ctx.dataset.task == "text-multilabel"
+    multilabel = ctx.dataset.task == MULTILABEL_TASK
     kind, unit = ("labels", "positive examples") if multilabel else ("classes", "examples")
     out: list[AuditFinding] = []
     if few:
@@ -406,7 +406,7 @@ def check_few_examples(ctx: _Context) -> list[AuditFinding]:
             fix = (
                 "Try the few-shot strategy (SetFit-style contrastive pairs, then a head): "
                 '"strategy": {"name": "contrastive"}, or add examples.'
-                if ctx.dataset.task == "text-classification"  # the task contrastive trains
+                if ctx.dataset.task == TEXT_CLASSIFICATION  # the task contrastive trains
                 else f"Add examples of these {kind}."
             )
             out.append(_finding("few_examples", "warning", message, fix, data))
@@ -460,7 +460,7 @@ def check_long_texts(ctx: _Context) -> list[AuditFinding]:
     if share <= LONG_TEXT_SHARE:
         return []
     p90 = counts[math.ceil(0.9 * len(counts)) - 1]
-    what = "text pairs" if ctx.dataset.task == "text-pair-classification" else "texts"
+    what = "text pairs" if ctx.dataset.task == PAIR_TASK else "texts"
     how = "" if ctx.scan.counting == "tokenizer" else " (estimated from word counts)"
     message = (
         f"{share:.0%} of {len(counts)} sampled training {what} are longer than the {limit}-token "

@@ -5,8 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import StrategyConfig
 from app.jobs.orm import Job
-from app.jobs.strategies import Hyperparameters, StrategyConfig
 
 
 class JobCreate(BaseModel):

@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 
 from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
+from app.contract.hyperparameters import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
+from app.contract.tasks import MULTILABEL_TASK
 from app.datasets.orm import Dataset
 from app.db import after_failed_savepoint, rows_changed, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.jobs.audit import audit_job
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
-from app.jobs.strategies import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
 from app.limits.quotas import reserve_job
 from app.pagination import paginate
 from app.tasks import TRAIN_TASK, broker_ping, enqueue_after_commit
@@ -139,7 +140,7 @@ def _check_evaluation_dataset(
 
 def check_selection_metric(metric: str, task: str, *, field: str) -> None:
     """A 422 naming ``field`` when ``metric`` does not exist for the task."""
-    multilabel = task == "text-multilabel"
+    multilabel = task == MULTILABEL_TASK
     if (multilabel and metric in SINGLE_LABEL_METRICS) or (
         not multilabel and metric in MULTILABEL_METRICS
     ):

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.contract.tasks import PAIR_TASK
 from app.db import utcnow
 from app.errors import (
     AppError,
@@ -74,7 +75,7 @@ def _check_inputs(model: PredictTarget, body: PredictRequest, settings: Settings
             code="too_many_inputs",
             details={"max_inputs": settings.predict_max_inputs},
         )
-    pair = model.task == "text-pair-classification"
+    pair = model.task == PAIR_TASK
     for i, item in enumerate(body.inputs):
         texts = [item] if isinstance(item, str) else item
         if pair != (isinstance(item, list)) or (pair and len(texts) != 2):

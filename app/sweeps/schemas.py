@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.contract.hyperparameters import Hyperparameters, SelectionMetric
+from app.contract.strategies import AnyStrategy, StrategyConfig
 from app.jobs.orm import Job
-from app.jobs.strategies import AnyStrategy, Hyperparameters, SelectionMetric, StrategyConfig
 from app.models.orm import Model
 from app.sweeps.orm import Sweep
 

@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.contract.hyperparameters import Hyperparameters, metric_mode
 from app.db import after_failed_savepoint, rows_changed, utcnow
 from app.errors import AppError, Conflict, NotFound
 from app.jobs.orm import TERMINAL_STATUSES, Job
 from app.jobs.schemas import JobCreate
 from app.jobs.service import cancel_job, check_selection_metric, create_job, validate_submission
-from app.jobs.strategies import Hyperparameters, metric_mode
 from app.models.orm import Model
 from app.pagination import paginate
 from app.sweeps.orm import Sweep

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.jobs.strategies import STRATEGY_NAMES
+from app.contract.strategies import STRATEGY_NAMES
 from tests.integration.conftest import Stack
 from worker.testing import learnable_examples
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.jobs.strategies import Hyperparameters, LinearProbeStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import LinearProbeStrategy
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from app.jobs.strategies import STRATEGY_NAMES, Hyperparameters, StrategyConfig
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import STRATEGY_NAMES, StrategyConfig
 
 
 def _union_members() -> list[type[BaseModel]]:

@@ -12,7 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy, LoraStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import FullStrategy, LinearProbeStrategy, LoraStrategy
 from worker.strategies.registry import train_model
 from worker.testing import build_tiny_bert, learnable_examples
 from worker.training.callbacks import NullCallbacks

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import FullStrategy, LinearProbeStrategy
 from tests.worker.conftest import make_split
 from worker.strategies.registry import train_model
 from worker.training.callbacks import NullCallbacks, TrainingReleased

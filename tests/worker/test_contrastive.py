@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.jobs.strategies import ContrastiveStrategy, Hyperparameters, LinearProbeStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import ContrastiveStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import Predictor, ProbeClassifier, load_predictor
 from worker.strategies.contrastive import PAIR_PHASE

@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.jobs.strategies import DannStrategy, FullStrategy, Hyperparameters
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import DannStrategy, FullStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
 from worker.strategies.registry import train_model

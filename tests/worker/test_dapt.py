@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
-from app.jobs.strategies import DaptStrategy, Hyperparameters
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import DaptStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import ProbeClassifier, load_predictor
 from worker.strategies.dapt import continue_pretraining, loss_window

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from app.jobs.strategies import FullStrategy, LinearProbeStrategy
+from app.contract.strategies import FullStrategy, LinearProbeStrategy
 
 
 def _state(trained: Any) -> dict[str, torch.Tensor]:

@@ -24,7 +24,8 @@ from transformers import AutoTokenizer, BertModel
 
 from app import telemetry
 from app.config import get_settings
-from app.jobs.strategies import ContrastiveStrategy, Hyperparameters, LinearProbeStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import ContrastiveStrategy, LinearProbeStrategy
 from tests.conftest import REDIS_URL
 from worker.features import FeatureCache, Featurizer
 from worker.features.store import FEATURES, MANIFEST, STALE_SECONDS

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from app.jobs.strategies import FullStrategy
+from app.contract.strategies import FullStrategy
 from worker.strategies.full import layer_depth, param_groups
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
 from worker.training.device import seed_everything
@@ -107,7 +107,7 @@ class _CancelAtStep(NullCallbacks):
 def test_cancel_stops_at_step_boundary(
     tiny_bert_dir: Path, tiny_trainer: Any, strategy_name: str
 ) -> None:
-    from app.jobs.strategies import LinearProbeStrategy
+    from app.contract.strategies import LinearProbeStrategy
 
     strategy = FullStrategy() if strategy_name == "full" else LinearProbeStrategy()
     callbacks = _CancelAtStep(stop_at=2)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from app.jobs.strategies import GradualUnfreezeStrategy, Hyperparameters
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import GradualUnfreezeStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
 from worker.strategies import gradual_unfreeze

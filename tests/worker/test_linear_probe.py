@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertModel
 
-from app.jobs.strategies import LinearProbeStrategy
+from app.contract.strategies import LinearProbeStrategy
 from worker.training.callbacks import NullCallbacks
 from worker.training.pooling import pool, resolve_pooling
 

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from app.jobs.strategies import LoraStrategy
+from app.contract.strategies import LoraStrategy
 from worker.artifacts import write_artifact
 from worker.export import export_merged, main
 from worker.serving.predictor import ArtifactError, Predictor, load_predictor

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from app.jobs.strategies import Hyperparameters, PartialStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import PartialStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor
 from worker.strategies.registry import train_model

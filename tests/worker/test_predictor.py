@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.jobs.strategies import FullStrategy, LinearProbeStrategy
+from app.contract.strategies import FullStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
 from worker.serving.predictor import Predictor, load_predictor
 from worker.testing import FILLER_WORDS, learnable_label_sets, learnable_pairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.jobs.strategies import STRATEGY_NAMES
+from app.contract.strategies import STRATEGY_NAMES
 from worker.strategies.registry import STRATEGIES, get_strategy
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.jobs.strategies import FullStrategy, Hyperparameters, LinearProbeStrategy
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import FullStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
 from worker.evaluation.calibration import Calibration
 from worker.reporting import build_report, final_evaluation, write_report

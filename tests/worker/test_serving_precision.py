@@ -100,7 +100,7 @@ def test_final_evaluation_checks_the_reduced_precision_this_device_runs(
     trained_full: Any, learnable_split: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import worker.serving.precision as precision
-    from app.jobs.strategies import Hyperparameters
+    from app.contract.hyperparameters import Hyperparameters
     from worker.reporting import final_evaluation
 
     _, validation, _ = learnable_split(n_per_class=10, seed=8)

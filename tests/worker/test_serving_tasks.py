@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.jobs.strategies import LinearProbeStrategy, LoraStrategy
+from app.contract.strategies import LinearProbeStrategy, LoraStrategy
 from tests.worker.serving_harness import Harness
 from worker.artifacts import write_artifact
 from worker.serving.predictor import load_predictor

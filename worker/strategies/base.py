@@ -1,7 +1,7 @@
 """The small Protocol every strategy implementation satisfies.
 
 A strategy gets a resolved :class:`TrainingSetup` and its own typed config (the pydantic model
-from ``app.jobs.strategies``), builds what it trains, runs :func:`worker.training.loop.fit`
+from ``app.contract.strategies``), builds what it trains, runs :func:`worker.training.loop.fit`
 and returns a :class:`TrainedModel` the artifact writer can save.
 """
 

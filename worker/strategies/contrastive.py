@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoModel, get_linear_schedule_with_warmup
 
-from app.jobs.strategies import ContrastiveStrategy
+from app.contract.strategies import ContrastiveStrategy
 from worker.features import Featurizer
 from worker.strategies.full import param_groups
 from worker.training.callbacks import TrainingCallbacks

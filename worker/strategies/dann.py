@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel, get_linear_schedule_with_warmup
 
-from app.jobs.strategies import DannStrategy
+from app.contract.strategies import DannStrategy
 from worker.strategies.full import param_groups
 from worker.training.data import (
     Examples,

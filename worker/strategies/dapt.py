@@ -44,14 +44,8 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from app.jobs.strategies import (
-    DaptStrategy,
-    FullStrategy,
-    Hyperparameters,
-    LinearProbeStrategy,
-    LoraStrategy,
-    PartialStrategy,
-)
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import STRATEGY_CONFIGS, DaptStrategy
 from worker.strategies.base import Strategy
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.data import effective_max_length, move_batch
@@ -59,12 +53,6 @@ from worker.training.device import autocast, make_generator, seed_everything
 from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup
 
 UNLABELED_FIELD = "unlabeled_dataset_id"
-DOWNSTREAM_CONFIGS: dict[str, type[Any]] = {
-    "full": FullStrategy,
-    "partial": PartialStrategy,
-    "lora": LoraStrategy,
-    "linear_probe": LinearProbeStrategy,
-}
 
 
 def loss_window(losses: list[float]) -> tuple[float, float, int]:
@@ -158,7 +146,7 @@ class DomainAdaptivePretraining:
         self.downstream = downstream
 
     def train(self, setup: TrainingSetup, config: DaptStrategy) -> TrainedModel:
-        downstream_config = DOWNSTREAM_CONFIGS[config.then]()
+        downstream_config = STRATEGY_CONFIGS[config.then].model_validate({})
         if setup.task not in downstream_config.supported_tasks:
             raise ValueError(f"dapt then {config.then!r} does not support task {setup.task!r}")
         texts = setup.aux_texts.get(UNLABELED_FIELD) or []

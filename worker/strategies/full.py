@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-from app.jobs.strategies import FullStrategy
+from app.contract.strategies import FullStrategy
 from worker.training.data import (
     effective_max_length,
     make_loader,

@@ -31,7 +31,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from transformers import get_linear_schedule_with_warmup
 
-from app.jobs.strategies import GradualUnfreezeStrategy
+from app.contract.strategies import GradualUnfreezeStrategy
 from worker.strategies.layer_groups import (
     group_names,
     layer_group,

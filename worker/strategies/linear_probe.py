@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import AutoConfig, get_linear_schedule_with_warmup
 
-from app.jobs.strategies import LinearProbeStrategy
+from app.contract.strategies import LinearProbeStrategy
 from worker.features import Featurizer, extract_features
 from worker.training.data import effective_max_length, label_tensor
 from worker.training.device import make_generator

@@ -28,7 +28,7 @@ from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-from app.jobs.strategies import LoraStrategy
+from app.contract.strategies import LoraStrategy
 from worker.strategies.full import param_groups
 from worker.training.data import (
     MULTILABEL_TASK,

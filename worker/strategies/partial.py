@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from app.jobs.strategies import PartialStrategy
+from app.contract.strategies import PartialStrategy
 from worker.strategies.layer_groups import (
     group_names,
     layer_group,

@@ -1,4 +1,4 @@
-"""Strategy implementations by API name (must equal ``app.jobs.strategies.STRATEGY_NAMES``),
+"""Strategy implementations by API name (must equal ``app.contract.strategies.STRATEGY_NAMES``),
 and :func:`train_model`, which runs the one named by a job's config.
 
 The dispatch from a name to its implementation lives here, above the strategies, so nothing
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, cast
 
-from app.jobs.strategies import AnyStrategy
+from app.contract.strategies import AnyStrategy
 from worker.strategies.base import Strategy
 from worker.strategies.contrastive import Contrastive
 from worker.strategies.dann import DomainAdversarial

@@ -13,11 +13,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK
+
 #: a batch: model inputs (``input_ids``, ``attention_mask``, ...) and the label tensor
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
-
-MULTILABEL_TASK = "text-multilabel"
-PAIR_TASK = "text-pair-classification"
 
 
 @dataclass

@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-from app.jobs.strategies import AnyStrategy, Hyperparameters
+from app.contract.hyperparameters import Hyperparameters
+from app.contract.strategies import AnyStrategy
 from worker.training.callbacks import TrainingCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer, ResumeState
 from worker.training.data import MULTILABEL_TASK, Examples, validate_examples

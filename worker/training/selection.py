@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from app.atomic import atomic_dir
-from app.jobs.strategies import Hyperparameters
+from app.contract.hyperparameters import Hyperparameters
 from worker.training.callbacks import TrainingCallbacks, is_scalar_metric
 
 BEST_PREFIX = "best-step-"

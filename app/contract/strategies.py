@@ -1,22 +1,19 @@
-"""Strategy configs and hyperparameters: the REST contract of ``POST /v1/jobs``.
+"""Strategy configs: the ``strategy`` object of ``POST /v1/jobs`` and of sweeps.
 
-A strategy is a pydantic model with a literal ``name``; ``StrategyConfig`` is the discriminated
-union of all of them. The implementations live in ``worker/strategies/`` and are registered
-under the same names (a test asserts the two sets are equal).
+A strategy is a pydantic model with a literal ``name``; ``AnyStrategy`` is the union of all of
+them and ``StrategyConfig`` the discriminated union the API validates. The names are derived
+from that union once (:data:`STRATEGY_CONFIGS`); the implementations live in
+``worker/strategies/`` and register under the same names (a test asserts the two sets are
+equal).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-TextTask = Literal[
-    "text-classification", "text-multilabel", "text-pair-classification", "unlabeled-text"
-]
-LABELED_TEXT_TASKS = frozenset(
-    {"text-classification", "text-multilabel", "text-pair-classification"}
-)
+from app.contract.tasks import LABELED_TEXT_TASKS, TEXT_CLASSIFICATION, UNLABELED_TEXT
 
 
 class _Strategy(BaseModel):
@@ -134,8 +131,8 @@ class DannStrategy(_Strategy):
     """Domain-adversarial adaptation (Ganin & Lempitsky 2015) to an unlabeled target domain."""
 
     name: Literal["dann"] = "dann"
-    supported_tasks: ClassVar[frozenset[str]] = frozenset({"text-classification"})
-    aux_datasets: ClassVar[dict[str, str]] = {"target_dataset_id": "unlabeled-text"}
+    supported_tasks: ClassVar[frozenset[str]] = frozenset({TEXT_CLASSIFICATION})
+    aux_datasets: ClassVar[dict[str, str]] = {"target_dataset_id": UNLABELED_TEXT}
     target_dataset_id: str = Field(
         description="An unlabeled-text dataset from the target domain (required)."
     )
@@ -153,7 +150,7 @@ class DaptStrategy(_Strategy):
     """Continued masked-LM pretraining on in-domain text, then a downstream strategy."""
 
     name: Literal["dapt"] = "dapt"
-    aux_datasets: ClassVar[dict[str, str]] = {"unlabeled_dataset_id": "unlabeled-text"}
+    aux_datasets: ClassVar[dict[str, str]] = {"unlabeled_dataset_id": UNLABELED_TEXT}
     unlabeled_dataset_id: str = Field(
         description="An unlabeled-text dataset of in-domain text for the masked-LM phase."
     )
@@ -180,7 +177,7 @@ class ContrastiveStrategy(_Strategy):
     """SetFit-style few-shot: contrastive pair fine-tuning of the encoder, then a head."""
 
     name: Literal["contrastive"] = "contrastive"
-    supported_tasks: ClassVar[frozenset[str]] = frozenset({"text-classification"})
+    supported_tasks: ClassVar[frozenset[str]] = frozenset({TEXT_CLASSIFICATION})
     num_pairs: int = Field(
         2000,
         ge=10,
@@ -197,17 +194,6 @@ class ContrastiveStrategy(_Strategy):
     default_learning_rate: ClassVar[float] = 1e-2
 
 
-StrategyConfig = Annotated[
-    FullStrategy
-    | LinearProbeStrategy
-    | PartialStrategy
-    | GradualUnfreezeStrategy
-    | LoraStrategy
-    | DannStrategy
-    | DaptStrategy
-    | ContrastiveStrategy,
-    Field(discriminator="name"),
-]
 AnyStrategy = (
     FullStrategy
     | LinearProbeStrategy
@@ -218,147 +204,11 @@ AnyStrategy = (
     | DaptStrategy
     | ContrastiveStrategy
 )
+#: the discriminated union ``POST /v1/jobs`` validates ``strategy`` with
+StrategyConfig = Annotated[AnyStrategy, Field(discriminator="name")]
 
-STRATEGY_NAMES: frozenset[str] = frozenset(
-    {
-        "full",
-        "linear_probe",
-        "partial",
-        "gradual_unfreeze",
-        "lora",
-        "dann",
-        "dapt",
-        "contrastive",
-    }
-)
-
-
-#: validation metrics a job can select its checkpoint by (and a sweep can rank by)
-SelectionMetric = Literal[
-    "val_loss", "val_accuracy", "val_macro_f1", "val_micro_f1", "val_subset_accuracy"
-]
-#: metrics that exist only for one kind of task
-SINGLE_LABEL_METRICS = frozenset({"val_accuracy"})
-MULTILABEL_METRICS = frozenset({"val_subset_accuracy"})
-
-
-def metric_mode(metric: str) -> Literal["min", "max"]:
-    """Whether lower (losses) or higher (everything else) is better."""
-    return "min" if metric.endswith("loss") else "max"
-
-
-class EarlyStopping(BaseModel):
-    """Which evaluation's weights are served, and when training stops early."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(
-        True,
-        description="Stop when `metric` has not improved by more than `min_delta` for "
-        "`patience` evaluations in a row.",
-    )
-    metric: SelectionMetric = Field(
-        "val_loss",
-        description="The validation metric that picks the best evaluation (and stops early). "
-        "val_accuracy is single-label only; val_subset_accuracy multi-label only.",
-    )
-    mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="'auto': min for losses, max for everything else."
-    )
-    patience: int = Field(3, ge=1, le=1000, description="Evaluations without improvement.")
-    min_delta: float = Field(
-        0.0, ge=0.0, le=1.0, description="The smallest change that counts as an improvement."
-    )
-    restore_best: bool = Field(
-        True,
-        description="Serve the weights of the best evaluation by `metric` (true), or those of "
-        "the last one (false). The job records both.",
-    )
-
-    def resolved_mode(self) -> Literal["min", "max"]:
-        return metric_mode(self.metric) if self.mode == "auto" else self.mode
-
-
-class Hyperparameters(BaseModel):
-    """Settings shared by every strategy; each is bounded and documented."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Examples per optimisation step.")
-    learning_rate: float | None = Field(
-        None,
-        gt=0.0,
-        le=1.0,
-        description="Peak learning rate; null takes the strategy's default "
-        "(full 2e-5, partial and gradual_unfreeze 5e-5, lora 5e-4, linear_probe and the "
-        "head of contrastive 1e-2, dann 2e-5, dapt: its downstream strategy's).",
-    )
-    max_length: int = Field(
-        256,
-        ge=8,
-        le=8192,
-        description="Tokens per example; longer inputs are truncated (also capped by the "
-        "model's own maximum).",
-    )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the split, init and data order.")
-    validation_fraction: float = Field(
-        0.1,
-        gt=0.0,
-        lt=0.5,
-        description="Share of the dataset held out, stratified, when no validation dataset is "
-        "given.",
-    )
-    weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(
-        0.1, ge=0.0, le=0.5, description="Share of steps with a linear warmup."
-    )
-    max_grad_norm: float = Field(
-        1.0, gt=0.0, le=100.0, description="Gradient clipping by global norm."
-    )
-    early_stopping: EarlyStopping = Field(
-        default_factory=EarlyStopping,
-        description="Selection and early stopping: the served weights are those of the best "
-        "evaluation by 'metric'; training stops after 'patience' evaluations without "
-        "improvement.",
-    )
-    eval_every_steps: int | None = Field(
-        None,
-        ge=1,
-        le=10_000_000,
-        description="Also evaluate every this many optimisation steps (besides every epoch "
-        "end); each evaluation counts for selection and early stopping.",
-    )
-    class_weights: Literal["auto"] | dict[str, float] | None = Field(
-        None,
-        description="Weights of the training loss. 'auto' weights each class by "
-        "n / (k * count) (scikit-learn's 'balanced'; for multi-label, each label's positives "
-        "by negatives / positives); a mapping gives a weight per label name (missing: 1.0). "
-        "Validation loss stays unweighted.",
-    )
-    temperature_scaling: bool = Field(
-        False,
-        description="Fit a softmax temperature on the validation set after training and "
-        "apply it to served scores (labels are unchanged; scores become calibrated).",
-    )
-    tune_thresholds: bool = Field(
-        True,
-        description="Multi-label only: pick each label's decision threshold on the validation "
-        "set to maximise its F1, and use those thresholds when serving (else 0.5).",
-    )
-
-    @field_validator("class_weights")
-    @classmethod
-    def _positive_weights(
-        cls, value: Literal["auto"] | dict[str, float] | None
-    ) -> Literal["auto"] | dict[str, float] | None:
-        if isinstance(value, dict) and any(not (0.0 < w <= 1000.0) for w in value.values()):
-            raise ValueError("class weights must be > 0 and <= 1000")
-        return value
-
-    def effective_learning_rate(self, strategy: AnyStrategy) -> float:
-        return (
-            self.learning_rate
-            if self.learning_rate is not None
-            else (strategy.default_learning_rate)
-        )
+#: every strategy's config class by its API name, derived from :data:`AnyStrategy`
+STRATEGY_CONFIGS: dict[str, type[AnyStrategy]] = {
+    cls.model_fields["name"].default: cls for cls in get_args(AnyStrategy)
+}
+STRATEGY_NAMES: frozenset[str] = frozenset(STRATEGY_CONFIGS)
