@@ -1,39 +1,28 @@
-"""Every database write a training worker makes for a job, each fenced by its lease token.
+"""The training worker's side of a job: its claim, and every write it makes under the lease.
 
-A claim is one conditional UPDATE (``queued → running``) that also sets a fresh lease token
-(of the fairest queued job, :func:`claim_next`, or of a named one, :func:`claim`);
-every later write carries ``WHERE lease_token = :token AND status = 'running'``. A write that
-matches no row means the lease is lost (the job was reaped, cancelled or finished elsewhere):
-the caller stops at once and writes nothing more.
+The transitions themselves (claim, renew, release, succeed, fail, cancel) are
+``app.jobs.lifecycle``'s conditional UPDATEs; here each runs in its own transaction. A write
+that matches no row means the lease is lost (the job was reaped, cancelled or finished
+elsewhere): the caller stops at once and writes nothing more.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
-from app.db import db_now, rows_changed, session_scope, utcnow
-from app.orm import Job, JobEvent, JobMetric, Model  # every table, so FKs resolve
-from app.tasks import TRAIN_TASK, enqueue_after_commit
+from app.db import session_scope, utcnow
+from app.jobs import lifecycle
+from app.jobs.lifecycle import Claim
+from app.orm import Job, JobMetric, Model  # every table, so FKs resolve
 
 
 class LeaseLost(Exception):
     """The job's lease is no longer ours; stop and write nothing."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    job_id: str
-    token: str
-    attempt: int
 
 
 def worker_name() -> str:
@@ -47,59 +36,21 @@ def worker_prefix(main_pid: int) -> str:
 
 
 def claim(job_id: str, *, lease_seconds: int) -> Claim | None:
-    """``queued → running`` of ``job_id`` for exactly one caller; None when someone else has
-    it (or no such job)."""
-    return _claim(Job.id == job_id, lease_seconds=lease_seconds)
+    """Claim ``job_id`` for this process (``lifecycle.claim``), in its own transaction."""
+    with session_scope() as s:
+        return lifecycle.claim(s, job_id, lease_seconds=lease_seconds, worker_id=worker_name())
 
 
 def claim_next(*, lease_seconds: int) -> Claim | None:
-    """``queued → running`` of the job that is fairest to start now (:func:`next_job`), for
-    exactly one caller; None when no job is waiting.
+    """Claim the fairest queued job for this process (``lifecycle.claim_next``); None when no
+    job is waiting.
 
     A ``train`` message only says "a job is waiting": whichever job it names, the woken worker
     starts the fairest one, so N messages still start N jobs, and a burst of one tenant does not
     hold another tenant's job behind all of it.
     """
-    return _claim(Job.id == next_job(), lease_seconds=lease_seconds)
-
-
-def next_job() -> Any:
-    """The id of the queued job to start next, as a scalar subquery for one conditional UPDATE.
-
-    Fair across tenants: the tenant with the fewest running jobs first, then the tenant that
-    started a job least recently (a tenant that never did first), then that tenant's oldest
-    job. A worker that runs one job at a time therefore serves tenants in turn. On PostgreSQL
-    the row is picked ``FOR UPDATE SKIP LOCKED``, so concurrent claims take different jobs
-    instead of waiting on each other; SQLite runs the whole UPDATE under its one write lock.
-    """
-    candidate = aliased(Job, name="candidate")
-    running, history = aliased(Job, name="running"), aliased(Job, name="history")
-    tenant_running = (
-        select(func.count())
-        .select_from(running)
-        .where(running.tenant_id == candidate.tenant_id, running.status == "running")
-        .scalar_subquery()
-    )
-    tenant_last_start = (  # an index range scan on (tenant_id, started_at)
-        select(history.started_at)
-        .where(history.tenant_id == candidate.tenant_id, history.started_at.is_not(None))
-        .order_by(history.started_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return (
-        select(candidate.id)
-        .where(candidate.status == "queued", candidate.cancel_requested.is_(False))
-        .order_by(
-            tenant_running,
-            tenant_last_start.asc().nulls_first(),
-            candidate.created_at,
-            candidate.id,
-        )
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    with session_scope() as s:
+        return lifecycle.claim_next(s, lease_seconds=lease_seconds, worker_id=worker_name())
 
 
 def has_claimable_job() -> bool:
@@ -112,62 +63,17 @@ def has_claimable_job() -> bool:
     return found is not None
 
 
-def _claim(which: Any, *, lease_seconds: int) -> Claim | None:
-    token = uuid.uuid4().hex
-    with session_scope() as s:
-        now = db_now(s)
-        result = s.execute(
-            update(Job)
-            .where(which, Job.status == "queued", Job.cancel_requested.is_(False))
-            .values(
-                status="running",
-                attempt=Job.attempt + 1,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                worker_id=worker_name(),
-                started_at=now,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if rows_changed(result) != 1:
-            return None
-        job_id, attempt = s.execute(
-            select(Job.id, Job.attempt).where(Job.lease_token == token)
-        ).one()
-        s.add(
-            JobEvent(
-                job_id=job_id,
-                kind="started",
-                message=f"Attempt {attempt} started.",
-                data={"attempt": attempt, "worker": worker_name()},
-            )
-        )
-    return Claim(job_id=job_id, token=token, attempt=attempt)
-
-
 class JobStore:
-    """Fenced writes for one claimed job."""
+    """Fenced writes for one claimed job, each in its own transaction."""
 
     def __init__(self, claim: Claim, *, lease_seconds: int) -> None:
         self.claim = claim
         self.lease_seconds = lease_seconds
 
-    def _fenced(self) -> Any:
-        return update(Job).where(
-            Job.id == self.claim.job_id,
-            Job.lease_token == self.claim.token,
-            Job.status == "running",
-        )
-
     def renew_lease(self) -> None:
         """Push the lease's expiry forward (by the database's clock). Raises LeaseLost."""
         with session_scope() as s:
-            now = db_now(s)
-            res = s.execute(
-                self._fenced().values(lease_expires_at=now + timedelta(seconds=self.lease_seconds))
-            )
-            if rows_changed(res) != 1:
+            if not lifecycle.renew(s, self.claim, lease_seconds=self.lease_seconds):
                 raise LeaseLost(self.claim.job_id)
 
     def flags(self) -> tuple[bool, bool]:
@@ -186,24 +92,7 @@ class JobStore:
         """Hand the job back (``running → queued``) and send it again; the attempt is not
         counted. False when the lease was already lost."""
         with session_scope() as s:
-            now = db_now(s)
-            res = s.execute(
-                self._fenced().values(
-                    status="queued",
-                    attempt=Job.attempt - 1,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    worker_id=None,
-                    release_requested=False,
-                    enqueued_at=now,
-                    updated_at=now,
-                )
-            )
-            if rows_changed(res) != 1:
-                return False
-            s.add(JobEvent(job_id=self.claim.job_id, kind="released", message=message, data=data))
-            enqueue_after_commit(s, TRAIN_TASK, [self.claim.job_id])
-        return True
+            return lifecycle.release(s, self.claim, message=message, data=data)
 
     def write_progress(
         self,
@@ -213,12 +102,28 @@ class JobStore:
         points: Sequence[tuple[str, float, int, dict[str, float]]] = (),
         events: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
     ) -> None:
-        values: dict[str, Any] = {"progress": progress, "updated_at": utcnow()}
+        values: dict[str, Any] = {"progress": progress}
         if metrics is not None:
             values["metrics"] = metrics
+        self._write(values, points=points, events=events)
+
+    def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.write_progress_events([(kind, message, data)])
+
+    def write_progress_events(self, events: list[tuple[str, str, dict[str, Any] | None]]) -> None:
+        self._write({}, events=events)
+
+    def _write(
+        self,
+        values: dict[str, Any],
+        *,
+        points: Sequence[tuple[str, float, int, dict[str, float]]] = (),
+        events: Sequence[tuple[str, str, dict[str, Any] | None]] = (),
+    ) -> None:
+        """One fenced write of ``values`` (and ``updated_at``) with its metric points and
+        events, in one transaction. Raises LeaseLost."""
         with session_scope() as s:
-            res = s.execute(self._fenced().values(**values))
-            if rows_changed(res) != 1:
+            if not lifecycle.write(s, self.claim, updated_at=utcnow(), **values):
                 raise LeaseLost(self.claim.job_id)
             for split, epoch, step, vals in points:
                 s.add(
@@ -227,18 +132,7 @@ class JobStore:
                     )
                 )
             for kind, message, data in events:
-                s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
-
-    def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        self.write_progress_events([(kind, message, data)])
-
-    def write_progress_events(self, events: list[tuple[str, str, dict[str, Any] | None]]) -> None:
-        with session_scope() as s:
-            res = s.execute(self._fenced().values(updated_at=utcnow()))
-            if rows_changed(res) != 1:
-                raise LeaseLost(self.claim.job_id)
-            for kind, message, data in events:
-                s.add(JobEvent(job_id=self.claim.job_id, kind=kind, message=message, data=data))
+                lifecycle.add_event(s, self.claim.job_id, kind, message, data)
 
     def succeed(
         self,
@@ -249,51 +143,23 @@ class JobStore:
         selection: dict[str, Any] | None = None,
     ) -> None:
         """Register the model and finish the job in one transaction, or neither."""
-        now = utcnow()
         with session_scope() as s:
-            res = s.execute(
-                self._fenced().values(
-                    status="succeeded",
-                    model_id=model.id,
-                    metrics=metrics,
-                    selection=selection,
-                    progress=progress,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_token=None,
-                    lease_expires_at=None,
-                )
+            done = lifecycle.succeed(
+                s, self.claim, model=model, metrics=metrics, progress=progress, selection=selection
             )
-            if rows_changed(res) != 1:
+            if not done:
                 raise LeaseLost(self.claim.job_id)
-            s.add(model)
-            s.add(
-                JobEvent(
-                    job_id=self.claim.job_id,
-                    kind="succeeded",
-                    message=f"Model {model.id} registered.",
-                    data={"model_id": model.id, "metrics": metrics},
-                )
-            )
 
     def finish(
-        self, *, status: str, code: str | None, message: str, data: dict[str, Any] | None = None
+        self,
+        *,
+        status: Literal["failed", "cancelled"],
+        code: str | None,
+        message: str,
+        data: dict[str, Any] | None = None,
     ) -> bool:
         """End the job ``failed`` or ``cancelled``; False when the lease was already lost."""
-        now = utcnow()
         with session_scope() as s:
-            res = s.execute(
-                self._fenced().values(
-                    status=status,
-                    error_code=code,
-                    error_message=message if code else None,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_token=None,
-                    lease_expires_at=None,
-                )
+            return lifecycle.finish(
+                s, self.claim, status=status, code=code, message=message, data=data
             )
-            if rows_changed(res) != 1:
-                return False
-            s.add(JobEvent(job_id=self.claim.job_id, kind=status, message=message, data=data))
-        return True

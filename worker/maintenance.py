@@ -5,7 +5,8 @@ Run periodically (Celery beat sends ``tuneserve.reap`` to the ``maintenance`` qu
 1. A ``running`` job whose lease expired (its worker died, or lost the database) goes back to
    ``queued`` and is sent again while ``attempt < max_attempts``; it resumes from its last
    checkpoint. Otherwise it fails with ``worker_lost``. Both are conditional UPDATEs on the old
-   lease token, so two reapers never act twice.
+   lease token (``app.jobs.lifecycle.requeue_or_fail_expired``), so two reapers never act
+   twice.
 2. A ``queued`` job whose ``train`` message is not on its way to a worker is sent again, once
    it has been queued ``resend_after_s``: a message counts only while it waits in the queue or
    was delivered to a worker less than ``resend_after_s`` ago. A message left in Redis's
@@ -31,9 +32,11 @@ from sqlalchemy import select, update
 
 from app.config import get_settings
 from app.db import db_now, rows_changed, session_scope
-from app.orm import Job, JobEvent
+from app.jobs.lifecycle import Claim, requeue_or_fail_expired, resend
+from app.orm import Job
 from app.storage import Storage
-from app.tasks import TRAIN_QUEUE, TRAIN_TASK, enqueue_after_commit
+from app.tasks import TRAIN_QUEUE
+from worker.job_store import worker_prefix
 from worker.sweep_settling import settle_sweeps
 
 log = logging.getLogger(__name__)
@@ -107,67 +110,19 @@ def reap_once() -> ReapReport:
         now = db_now(s)
         expired = s.execute(
             select(Job.id, Job.lease_token, Job.attempt, Job.max_attempts, Job.sweep_id).where(
-                Job.status == "running", Job.lease_expires_at < now
+                Job.status == "running", Job.lease_expires_at < now, Job.lease_token.is_not(None)
             )
         ).all()
         for job_id, token, attempt, max_attempts, sweep_id in expired:
-            fenced = update(Job).where(
-                Job.id == job_id, Job.status == "running", Job.lease_token == token
-            )
-            if attempt < max_attempts:
-                res = s.execute(
-                    fenced.values(
-                        status="queued",
-                        lease_token=None,
-                        lease_expires_at=None,
-                        worker_id=None,
-                        release_requested=False,
-                        enqueued_at=now,
-                        updated_at=now,
-                    )
-                )
-                if rows_changed(res):
-                    s.add(
-                        JobEvent(
-                            job_id=job_id,
-                            kind="requeued",
-                            message=f"The worker was lost (lease expired) during attempt "
-                            f"{attempt}; the job is queued again and resumes from its "
-                            "last checkpoint.",
-                            data={"attempt": attempt, "reason": "worker_lost"},
-                        )
-                    )
-                    enqueue_after_commit(s, TRAIN_TASK, [job_id])
-                    report.requeued.append(job_id)
-            else:
-                message = (
-                    f"The worker running this job was lost {attempt} times (max_attempts="
-                    f"{max_attempts}); it may be killing its worker (for example by running "
-                    "out of memory: try a smaller batch_size or max_length)."
-                )
-                res = s.execute(
-                    fenced.values(
-                        status="failed",
-                        error_code="worker_lost",
-                        error_message=message,
-                        lease_token=None,
-                        lease_expires_at=None,
-                        finished_at=now,
-                        updated_at=now,
-                    )
-                )
-                if rows_changed(res):
-                    s.add(
-                        JobEvent(
-                            job_id=job_id,
-                            kind="failed",
-                            message=message,
-                            data={"attempt": attempt, "reason": "worker_lost"},
-                        )
-                    )
-                    report.failed.append(job_id)
-                    if sweep_id is not None:
-                        failed_sweeps.append(sweep_id)
+            assert token is not None  # a lease always has both its token and its expiry
+            lease = Claim(job_id=job_id, token=token, attempt=attempt)
+            outcome = requeue_or_fail_expired(s, lease, max_attempts=max_attempts, now=now)
+            if outcome == "requeued":
+                report.requeued.append(job_id)
+            elif outcome == "failed":
+                report.failed.append(job_id)
+                if sweep_id is not None:
+                    failed_sweeps.append(sweep_id)
 
         stale = now - timedelta(seconds=settings.resend_after_s)
         waiting = s.scalars(
@@ -182,13 +137,7 @@ def reap_once() -> ReapReport:
             for job_id in waiting:
                 if present is not None and job_id in present:
                     continue
-                res = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status == "queued")
-                    .values(enqueued_at=now)
-                )
-                if rows_changed(res):
-                    enqueue_after_commit(s, TRAIN_TASK, [job_id])
+                if resend(s, job_id, now=now):
                     report.resent.append(job_id)
     for job_id in report.failed:  # it will never resume: its checkpoints can go
         shutil.rmtree(
@@ -203,8 +152,6 @@ def reap_once() -> ReapReport:
 def request_release(main_pid: int) -> int:
     """Ask every job held by the children of worker ``main_pid`` to checkpoint and go back to
     the queue (called when that worker is told to shut down). Returns how many."""
-    from worker.job_store import worker_prefix
-
     with session_scope() as s:
         res = s.execute(
             update(Job)

@@ -1,9 +1,17 @@
-"""Writing the canonical Parquet table: in bounded row groups, atomically (``app.atomic``: a
-temporary file, fsynced, renamed into place), so a reader never sees half a dataset and a
-refused upload leaves nothing."""
+"""The canonical Parquet table the trainer reads, and its writer.
+
+Canonical schema (nothing else): ``text: string`` always; ``label: string`` for
+``text-classification`` and ``text-pair-classification``; ``labels: list<string>`` for
+``text-multilabel``; ``text_pair: string`` for pairs; no nulls (:mod:`app.datasets.values`
+says how a cell becomes such a value).
+
+It is written in bounded row groups, atomically (``app.atomic``: a temporary file, fsynced,
+renamed into place), so a reader never sees half a dataset and a refused upload leaves nothing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +19,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from app.atomic import AtomicFile
-from app.datasets.formats import IngestFailure
+from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK, TEXT_CLASSIFICATION, UNLABELED_TEXT
+from app.datasets.failures import IngestFailure
+
+#: per task, the canonical columns in order: (canonical name, kind). A kind says how a value is
+#: read and stored; image tasks add their own kinds (an image path) here.
+TASK_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    TEXT_CLASSIFICATION: (("text", "text"), ("label", "label")),
+    MULTILABEL_TASK: (("text", "text"), ("labels", "labels")),
+    PAIR_TASK: (("text", "text"), ("text_pair", "text"), ("label", "label")),
+    UNLABELED_TEXT: (("text", "text"),),
+}
+_ARROW_TYPES = {"text": pa.string(), "label": pa.string(), "labels": pa.list_(pa.string())}
 
 #: a row group is written every this many rows or characters of text, whichever comes first
 _FLUSH_ROWS = 16_384
 _FLUSH_CHARS = 8 * 1024 * 1024
+
+
+def canonical_schema(columns: Iterable[tuple[str, str]]) -> pa.Schema:
+    """The Arrow schema of ``(canonical name, kind)`` columns, in order."""
+    return pa.schema([pa.field(name, _ARROW_TYPES[kind], nullable=False) for name, kind in columns])
 
 
 class AtomicParquetWriter:

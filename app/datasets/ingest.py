@@ -1,19 +1,13 @@
-"""Turn an uploaded CSV, JSONL or Parquet file into the canonical Parquet table the trainer reads.
-
-Canonical schema (nothing else): ``text: string`` always; ``label: string`` for
-``text-classification`` and ``text-pair-classification`` (ints and bools become strings:
-``3`` -> ``"3"``, ``true`` -> ``"true"``, integral floats ``3.0`` -> ``"3"``);
-``labels: list<string>`` for ``text-multilabel``; ``text_pair: string`` for pairs.
+"""Turn an uploaded CSV, JSONL or Parquet file into the canonical Parquet table the trainer reads
+(:mod:`app.datasets.canonical`): check the claimed format (:mod:`app.datasets.sniffing`), read
+the mapped columns row by row (:mod:`app.datasets.readers`,
+:mod:`app.datasets.parquet_reader`), convert each cell (:mod:`app.datasets.values`), gather the
+report (:mod:`app.datasets.report`) and write the rows.
 
 Rules worth knowing:
 
 - A row whose required value is missing, null or blank (whitespace only) is dropped and
-  counted, never fatal unless nothing is left. Labels are stripped of surrounding spaces;
-  texts are stored exactly as given.
-- Multilabel labels: a JSON list (JSONL, Parquet ``list<string>``), or a string holding either
-  ``a|b|c`` (``|`` is the only separator: commas and semicolons belong to the label) or a JSON
-  list ``["a", "b"]``. An explicit empty list ``[]`` is kept as a row with no labels; an empty
-  cell is missing.
+  counted, never fatal unless nothing is left.
 - Duplicate texts are kept and reported, not removed.
 - CSV is comma-separated only (no sniffing), UTF-8 with or without a BOM.
 - Every fatal problem raises :class:`~app.errors.DatasetInvalid` (422, details = the report),
@@ -29,54 +23,29 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, get_args
 
-import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK, TEXT_CLASSIFICATION, UNLABELED_TEXT, Task
-from app.datasets.canonical import AtomicParquetWriter
-from app.datasets.formats import (
+from app.contract.tasks import MULTILABEL_TASK, Task
+from app.datasets.canonical import TASK_COLUMNS, AtomicParquetWriter, canonical_schema
+from app.datasets.failures import IngestFailure, LimitExceeded
+from app.datasets.limits import IngestLimits
+from app.datasets.parquet_reader import ParquetReader
+from app.datasets.readers import CsvReader, JsonlReader, TableReader
+from app.datasets.report import StatsCollector, ValidationReport
+from app.datasets.sniffing import (
     HEAD_BYTES,
     FormatName,
-    IngestFailure,
-    LimitExceeded,
     check_head,
     check_parquet_tail,
     claimed_format,
     first_invalid_utf8,
-    json_type,
     utf8_message,
 )
-from app.datasets.limits import IngestLimits
-from app.datasets.parquet_reader import ParquetReader
-from app.datasets.readers import CsvReader, JsonlReader, TableReader
-from app.datasets.report import LengthStats, StatsCollector, ValidationReport
+from app.datasets.values import canonical_value
 from app.errors import DatasetInvalid, InvalidInput
-
-__all__ = [
-    "ColumnMapping",
-    "IngestLimits",
-    "LengthStats",
-    "Task",
-    "ValidationReport",
-    "detect_format",
-    "ingest_file",
-]
-
-
-#: per task, the canonical columns in order: (canonical name, kind). A kind says how a value is
-#: read and stored; image tasks add their own kinds (an image path) here.
-TASK_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    TEXT_CLASSIFICATION: (("text", "text"), ("label", "label")),
-    MULTILABEL_TASK: (("text", "text"), ("labels", "labels")),
-    PAIR_TASK: (("text", "text"), ("text_pair", "text"), ("label", "label")),
-    UNLABELED_TEXT: (("text", "text"),),
-}
-_ARROW_TYPES = {"text": pa.string(), "label": pa.string(), "labels": pa.list_(pa.string())}
 
 
 class ColumnMapping(BaseModel):
@@ -94,18 +63,6 @@ def open_reader(
     (``text``, ``label`` or ``labels``), which Parquet uses to check column types."""
     cls = {"csv": CsvReader, "jsonl": JsonlReader, "parquet": ParquetReader}[fmt]
     return cls(path, wanted, limits=limits)
-
-
-def detect_format(filename: str, head: bytes, declared: str | None = None) -> FormatName:
-    """The file's format: ``declared`` if given, else its extension; checked against ``head``
-    (its first bytes). Unknown format: 415. Content that contradicts it: 422 with a report."""
-    fmt = claimed_format(filename, declared)
-    try:
-        check_head(fmt, head)
-    except IngestFailure as exc:
-        report = ValidationReport(format=fmt, errors=[str(exc)])
-        raise DatasetInvalid(str(exc), details=report.model_dump()) from None
-    return fmt
 
 
 def ingest_file(
@@ -145,9 +102,7 @@ def ingest_file(
             check_parquet_tail(src)
         else:  # the decoded text is the file
             limits.dataset_bytes(src.stat().st_size, what="the file holds {n} bytes of text")
-        writer = AtomicParquetWriter(
-            dest, pa.schema([pa.field(n, _ARROW_TYPES[k], nullable=False) for n, k, _ in targets])
-        )
+        writer = AtomicParquetWriter(dest, canonical_schema((n, k) for n, k, _ in targets))
         wanted = {source: kind for _, kind, source in targets}
         with open_reader(fmt, src, wanted, limits=limits) as reader:
             found = reader.columns
@@ -160,7 +115,7 @@ def ingest_file(
                 row: dict[str, Any] = {}
                 missing = []
                 for name, kind, source in targets:
-                    value = _READ[kind](values.get(source), where, source, limits)
+                    value = canonical_value(kind, values.get(source), where, source, limits)
                     if value is None:
                         missing.append(source)
                     else:
@@ -252,74 +207,3 @@ def _check_result(
         raise IngestFailure(
             f"only one class ({labels[0]!r}) found; a classification task needs at least 2"
         )
-
-
-def _read_text(value: Any, where: str, column: str, limits: IngestLimits) -> str | None:
-    """A text; its size was checked by the reader."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise IngestFailure(f"{where}: {column!r} must be a string, got {json_type(value)}")
-    return value if value.strip() else None
-
-
-def _read_label(value: Any, where: str, column: str, limits: IngestLimits) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-        raise IngestFailure(
-            f"{where}: {column!r} is the number {value}; labels must be strings or integers"
-        )
-    if isinstance(value, str):
-        label = value.strip()
-        limits.label(label, where=where, column=column)
-        return label or None
-    hint = " (for several labels a row use the task text-multilabel)" if value else ""
-    raise IngestFailure(
-        f"{where}: {column!r} must be a string or an integer, got {json_type(value)}{hint}"
-    )
-
-
-def _read_labels(
-    value: Any, where: str, column: str, limits: IngestLimits
-) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError):
-                raise IngestFailure(f"{where}: {column!r} is not a valid JSON list") from None
-            if not isinstance(value, list):
-                raise IngestFailure(f"{where}: {column!r} is not a valid JSON list")
-        else:
-            value = [part for part in text.split("|") if part.strip()] or None
-    if isinstance(value, bool | int):
-        value = [value]
-    if value is None or isinstance(value, list | tuple):
-        if value is None:
-            return None
-        labels: dict[str, None] = {}
-        for item in value:
-            if isinstance(item, list | tuple | dict):
-                raise IngestFailure(
-                    f"{where}: {column!r} must be a list of strings; it holds {json_type(item)}"
-                )
-            label = _read_label(item, where, column, limits)
-            if label is not None:
-                labels[label] = None
-        return tuple(labels)
-    raise IngestFailure(
-        f"{where}: {column!r} must be a list of labels or a string 'a|b', got {json_type(value)}"
-    )
-
-
-_READ = {"text": _read_text, "label": _read_label, "labels": _read_labels}

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.datasets.formats import LimitExceeded
+from app.datasets.failures import LimitExceeded
 
 #: a CSV or JSONL line may hold this many cells' worth of characters
 ROW_CELLS = 8

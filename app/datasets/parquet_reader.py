@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from app.datasets.formats import IngestFailure, LimitExceeded
+from app.datasets.failures import IngestFailure, LimitExceeded
 from app.datasets.readers import Row, TableReader
 
 #: decoded bytes one batch aims at (it becomes Python strings next)

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from app.datasets.formats import IngestFailure, json_type
+from app.datasets.failures import IngestFailure, json_type
 from app.datasets.limits import IngestLimits
 
 Row = tuple[str, dict[str, Any]]

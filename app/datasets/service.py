@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.contract.tasks import TASKS
-from app.datasets.ingest import ColumnMapping, IngestLimits, ingest_file
+from app.datasets.ingest import ColumnMapping, ingest_file
+from app.datasets.limits import IngestLimits
 from app.datasets.orm import Dataset
 from app.datasets.upload import ReceivedUpload
 from app.db import new_id, utcnow

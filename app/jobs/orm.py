@@ -54,7 +54,7 @@ class Job(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    #: the pre-flight audit's findings at submit (app.jobs.audit), warnings and notes only
+    #: the pre-flight audit's findings at submit (app.audit), warnings and notes only
     audit: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     #: which evaluation's weights were served and why: metric, mode, the selected and the
     #: last evaluation's metrics, whether training stopped early (set when it succeeds)

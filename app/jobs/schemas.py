@@ -30,7 +30,7 @@ class JobCreate(BaseModel):
 
 
 class AuditFinding(BaseModel):
-    """One finding of the pre-flight audit at submit (``app.jobs.audit``)."""
+    """One finding of the pre-flight audit at submit (``app.audit``)."""
 
     code: str = Field(
         description="class_imbalance, leakage, leakage_risk, few_examples, too_small or long_texts."

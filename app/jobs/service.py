@@ -5,31 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit.run import audit_job
 from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.contract.hyperparameters import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
 from app.contract.tasks import MULTILABEL_TASK
 from app.datasets.orm import Dataset
-from app.db import after_failed_savepoint, rows_changed, utcnow
+from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from app.jobs.audit import audit_job
+from app.idempotency import Idempotent
+from app.jobs import lifecycle
+from app.jobs.lifecycle import add_event
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
 from app.jobs.schemas import JobCreate
 from app.limits.quotas import reserve_job
 from app.pagination import paginate
 from app.tasks import TRAIN_TASK, broker_ping, enqueue_after_commit
-
-
-def add_event(
-    session: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None
-) -> None:
-    session.add(JobEvent(job_id=job_id, kind=kind, message=message, data=data))
 
 
 def _fingerprint(body: JobCreate) -> str:
@@ -162,12 +157,16 @@ def create_job(
     """Create a queued job and send ``train(job_id)`` after commit. Returns (job, created).
     ``submission``: the request's validation, when the caller has already done it."""
     fingerprint = _fingerprint(body)
-    if idempotency_key:
-        existing = session.scalar(
-            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
-        )
-        if existing is not None:
-            return _replay(existing, fingerprint), False
+    keyed = Idempotent(
+        Job,
+        tenant_id=tenant_id,
+        key=idempotency_key,
+        same_request=lambda existing: existing.request_fingerprint == fingerprint,
+        id_field="job_id",
+    )
+    replayed = keyed.replay(session)
+    if replayed is not None:
+        return replayed, False
     if submission is None:
         submission = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
     dataset = submission.dataset
@@ -201,34 +200,14 @@ def create_job(
         max_attempts=settings.max_attempts,
         enqueued_at=utcnow(),
     )
-    session.add(job)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        # a concurrent retry with the same Idempotency-Key won the race
-        after_failed_savepoint(session)
-        existing = session.scalar(
-            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
-        )
-        if existing is None:
-            raise
-        return _replay(existing, fingerprint), False
+    winner = keyed.insert(session, job)  # a concurrent retry with the same key won the race
+    if winner is not None:
+        return winner, False
     add_event(session, job.id, "queued", "Job accepted and queued.")
     for finding in findings:
         add_event(session, job.id, "audit", finding.message, finding.model_dump(mode="json"))
     enqueue_after_commit(session, TRAIN_TASK, [job.id])
     return job, True
-
-
-def _replay(existing: Job, fingerprint: str) -> Job:
-    if existing.request_fingerprint != fingerprint:
-        raise Conflict(
-            "This Idempotency-Key was used with a different request body.",
-            code="idempotency_key_reused",
-            details={"job_id": existing.id},
-        )
-    return existing
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
@@ -251,22 +230,7 @@ def list_jobs(
 def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     """Queued: cancelled at once. Running: a flag the training loop checks every step."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    now = utcnow()
-    done = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == "queued")
-        .values(status="cancelled", finished_at=now, cancel_requested=True, updated_at=now)
-    )
-    if rows_changed(done):
-        add_event(session, job.id, "cancelled", "Cancelled before it started.")
-    else:
-        running = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == "running", Job.cancel_requested.is_(False))
-            .values(cancel_requested=True, updated_at=now)
-        )
-        if rows_changed(running):
-            add_event(session, job.id, "cancel_requested", "Cancel requested; stopping.")
+    lifecycle.cancel(session, job.id)
     session.flush()
     session.refresh(job)
     if job.status in TERMINAL_STATUSES and job.status != "cancelled":

@@ -8,27 +8,25 @@ rows are the truth: the leaderboard is computed from the jobs whenever it is rea
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.contract.hyperparameters import Hyperparameters, metric_mode
-from app.db import after_failed_savepoint, rows_changed, utcnow
+from app.db import rows_changed, utcnow
 from app.errors import AppError, Conflict, NotFound
-from app.jobs.orm import TERMINAL_STATUSES, Job
+from app.idempotency import Idempotent
+from app.jobs.orm import TERMINAL_STATUSES
 from app.jobs.schemas import JobCreate
 from app.jobs.service import cancel_job, check_selection_metric, create_job, validate_submission
-from app.models.orm import Model
 from app.pagination import paginate
 from app.sweeps.orm import Sweep
-from app.sweeps.schemas import LeaderboardEntry, SweepCreate, SweepRead, selected_metrics
+from app.sweeps.ranking import Candidate, jobs_of, models_of, rank
+from app.sweeps.schemas import LeaderboardEntry, SweepCreate, SweepRead
 
 # --- create -----------------------------------------------------------------------------
 
@@ -89,10 +87,16 @@ def create_sweep(
     ``details.candidate`` set to its index, and the caller's rollback drops everything."""
     shared = shared_hyperparameters(body)
     request = body.model_copy(update={"hyperparameters": shared}).model_dump(mode="json")
-    if idempotency_key:
-        existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
-        if existing is not None:
-            return _replay(existing, request), False
+    keyed = Idempotent(
+        Sweep,
+        tenant_id=tenant_id,
+        key=idempotency_key,
+        same_request=lambda existing: _canonical(existing.request) == _canonical(request),
+        id_field="sweep_id",
+    )
+    replayed = keyed.replay(session)
+    if replayed is not None:
+        return replayed, False
     # every candidate is validated first (with the caller's own early_stopping), so that the
     # sweep row never points at a dataset that is not there, and a wrong metric is named as
     # the sweep's `metric`; the sweep's metric is then checked once
@@ -116,17 +120,9 @@ def create_sweep(
         request=request,
         idempotency_key=idempotency_key,
     )
-    session.add(sweep)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        # a concurrent retry with the same Idempotency-Key won the race
-        after_failed_savepoint(session)
-        existing = _by_key(session, tenant_id=tenant_id, idempotency_key=idempotency_key)
-        if existing is None:
-            raise
-        return _replay(existing, request), False
+    winner = keyed.insert(session, sweep)  # a concurrent retry with the same key won the race
+    if winner is not None:
+        return winner, False
     # the candidates as validated above: only early_stopping.metric differs, now the sweep's
     for index, (job_body, submission) in enumerate(
         zip(candidate_bodies(body, shared), submissions, strict=True)
@@ -144,26 +140,8 @@ def create_sweep(
     return sweep, True
 
 
-def _by_key(session: Session, *, tenant_id: str, idempotency_key: str | None) -> Sweep | None:
-    if not idempotency_key:
-        return None
-    return session.scalar(
-        select(Sweep).where(Sweep.tenant_id == tenant_id, Sweep.idempotency_key == idempotency_key)
-    )
-
-
 def _canonical(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _replay(existing: Sweep, request: dict[str, Any]) -> Sweep:
-    if _canonical(existing.request) != _canonical(request):
-        raise Conflict(
-            "This Idempotency-Key was used with a different request body.",
-            code="idempotency_key_reused",
-            details={"sweep_id": existing.id},
-        )
-    return existing
 
 
 # --- read, cancel -----------------------------------------------------------------------
@@ -205,7 +183,7 @@ def cancel_sweep(session: Session, *, tenant_id: str, sweep_id: str) -> Sweep:
             code="sweep_finished",
             details={"status": sweep.status},
         )
-    for job in _jobs_of(session, [sweep.id]).get(sweep.id, []):
+    for job in jobs_of(session, [sweep.id]).get(sweep.id, []):
         if job.status in TERMINAL_STATUSES:
             continue
         try:
@@ -216,70 +194,10 @@ def cancel_sweep(session: Session, *, tenant_id: str, sweep_id: str) -> Sweep:
     return sweep
 
 
-# --- ranking and promotion --------------------------------------------------------------
+# --- promotion --------------------------------------------------------------------------
 
 
-@dataclass
-class _Candidate:
-    job: Job
-    model: Model | None
-    value: float | None
-    wall_seconds: float | None
-    rank: int | None = None
-
-
-def _rank(
-    jobs: Sequence[Job], models: dict[str, Model], metric: str, mode: str
-) -> list[_Candidate]:
-    """Succeeded candidates by value (ties: shorter wall time), then unfinished, then failed
-    and cancelled; within those, in the order they were created."""
-    candidates = []
-    for job in sorted(jobs, key=lambda j: (j.created_at, j.id)):
-        wall = (
-            (job.finished_at - job.started_at).total_seconds()
-            if job.finished_at and job.started_at
-            else None
-        )
-        value = selected_metrics(job).get(metric)
-        candidates.append(_Candidate(job, models.get(job.model_id or ""), value, wall))
-    sign = -1.0 if mode == "max" else 1.0
-
-    def key(c: _Candidate) -> tuple[int, float, float]:
-        if c.job.status == "succeeded" and c.value is not None:
-            return (0, sign * c.value, c.wall_seconds if c.wall_seconds is not None else math.inf)
-        group = {"succeeded": 1, "queued": 2, "running": 2}.get(c.job.status, 3)
-        return (group, 0.0, 0.0)
-
-    candidates.sort(key=key)  # stable: creation order within a group
-    for position, c in enumerate(candidates, start=1):
-        if c.job.status == "succeeded" and c.value is not None:
-            c.rank = position
-    return candidates
-
-
-def _jobs_of(session: Session, sweep_ids: Sequence[str]) -> dict[str, list[Job]]:
-    found: dict[str, list[Job]] = {sweep_id: [] for sweep_id in sweep_ids}
-    if not sweep_ids:
-        return found
-    stmt = (
-        select(Job)
-        .where(Job.sweep_id.in_(sweep_ids))
-        .order_by(Job.created_at, Job.id)
-        .execution_options(populate_existing=True)  # the workers change these rows
-    )
-    for job in session.scalars(stmt):
-        found[str(job.sweep_id)].append(job)
-    return found
-
-
-def _models_of(session: Session, jobs: Sequence[Job]) -> dict[str, Model]:
-    ids = {job.model_id for job in jobs if job.model_id}
-    if not ids:
-        return {}
-    return {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(ids)))}
-
-
-def _settle(session: Session, sweep: Sweep, ranked: list[_Candidate]) -> None:
+def _settle(session: Session, sweep: Sweep, ranked: list[Candidate]) -> None:
     if sweep.status != "running" or any(c.job.status not in TERMINAL_STATUSES for c in ranked):
         return
     winner = ranked[0] if ranked and ranked[0].rank == 1 else None
@@ -312,18 +230,18 @@ def settle_sweep(session: Session, sweep_id: str) -> Sweep | None:
     sweep = session.get(Sweep, sweep_id, populate_existing=True)
     if sweep is None or sweep.status != "running":
         return sweep
-    jobs = _jobs_of(session, [sweep.id])[sweep.id]
-    _settle(session, sweep, _rank(jobs, _models_of(session, jobs), sweep.metric, sweep.mode))
+    jobs = jobs_of(session, [sweep.id])[sweep.id]
+    _settle(session, sweep, rank(jobs, models_of(session, jobs), sweep.metric, sweep.mode))
     return sweep
 
 
 def describe(session: Session, sweeps: Sequence[Sweep]) -> list[SweepRead]:
     """Settle the running sweeps among ``sweeps`` (lazily), then read them with leaderboards."""
-    jobs_by_sweep = _jobs_of(session, [s.id for s in sweeps])
-    models = _models_of(session, [j for jobs in jobs_by_sweep.values() for j in jobs])
+    jobs_by_sweep = jobs_of(session, [s.id for s in sweeps])
+    models = models_of(session, [j for jobs in jobs_by_sweep.values() for j in jobs])
     reads = []
     for sweep in sweeps:
-        ranked = _rank(jobs_by_sweep[sweep.id], models, sweep.metric, sweep.mode)
+        ranked = rank(jobs_by_sweep[sweep.id], models, sweep.metric, sweep.mode)
         _settle(session, sweep, ranked)
         board = [
             LeaderboardEntry.from_job(

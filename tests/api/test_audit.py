@@ -1,4 +1,4 @@
-"""The pre-flight audit at submit (app.jobs.audit), over HTTP: each check fires on crafted data
+"""The pre-flight audit at submit (app.audit), over HTTP: each check fires on crafted data
 and stays quiet on clean data; a fatal finding is a 422 ``audit_failed`` that creates nothing;
 warnings and notes are in the job's ``audit`` and its ``audit`` events."""
 

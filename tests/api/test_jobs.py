@@ -302,7 +302,7 @@ def test_unknown_job(client: TestClient, auth: dict[str, str]) -> None:
 
 def test_events_paging(client: TestClient, auth: dict[str, str], dataset: dict[str, Any]) -> None:
     from app.db import session_scope
-    from app.jobs.service import add_event
+    from app.jobs.lifecycle import add_event
 
     job = submit(client, auth, dataset["id"]).json()
     with session_scope() as s:

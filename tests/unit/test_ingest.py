@@ -11,13 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.datasets.ingest import (
-    ColumnMapping,
-    IngestLimits,
-    ValidationReport,
-    detect_format,
-    ingest_file,
-)
+from app.datasets.ingest import ColumnMapping, ingest_file
+from app.datasets.limits import IngestLimits
+from app.datasets.report import ValidationReport
+from app.datasets.sniffing import detect_format
 from app.errors import DatasetInvalid, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 

@@ -1,11 +1,10 @@
-"""Uploaded tables: which format a file is, whether its first bytes agree, UTF-8 checks, and
-the exceptions the readers raise (the readers are in :mod:`app.datasets.readers` and
-:mod:`app.datasets.parquet_reader`).
+"""Which format an uploaded table is: the format it claims (declared, else the extension),
+checked against its first bytes (magic numbers, binary content, UTF-8) and, for Parquet, its
+last bytes. The readers are in :mod:`app.datasets.readers` and
+:mod:`app.datasets.parquet_reader`.
 
-A problem the uploader must fix raises :class:`IngestFailure` with a message that says where;
-a configured limit that was passed raises :class:`LimitExceeded`, which becomes a 413 (sizes)
-or 422 (counts) with its own code. ``UnicodeDecodeError`` escapes the text readers;
-:func:`first_invalid_utf8` then finds the offset.
+``UnicodeDecodeError`` escapes the text readers; :func:`first_invalid_utf8` then finds the
+offset and :func:`utf8_message` says where.
 """
 
 from __future__ import annotations
@@ -13,9 +12,11 @@ from __future__ import annotations
 import codecs
 import io
 from pathlib import Path, PurePath
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
-from app.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.datasets.failures import IngestFailure
+from app.datasets.report import ValidationReport
+from app.errors import DatasetInvalid, UnsupportedMediaType
 
 FormatName = Literal["csv", "jsonl", "parquet"]
 HEAD_BYTES = 64 * 1024
@@ -60,24 +61,16 @@ _MAGIC = (
 _CONTROL = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 
 
-class IngestFailure(Exception):
-    """A fatal, user-fixable problem with the uploaded file; the message says what and where."""
-
-
-class LimitExceeded(IngestFailure):
-    """The file passes one of the configured caps: a size (413) or a count (422).
-
-    ``details`` names the setting and its value (and where, when known)."""
-
-    def __init__(self, message: str, *, code: str, status: int, details: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.details = details
-
-    def to_app_error(self) -> AppError:
-        cls = PayloadTooLarge if self.status == 413 else InvalidInput
-        return cls(str(self), code=self.code, details=self.details)
+def detect_format(filename: str, head: bytes, declared: str | None = None) -> FormatName:
+    """The file's format: ``declared`` if given, else its extension; checked against ``head``
+    (its first bytes). Unknown format: 415. Content that contradicts it: 422 with a report."""
+    fmt = claimed_format(filename, declared)
+    try:
+        check_head(fmt, head)
+    except IngestFailure as exc:
+        report = ValidationReport(format=fmt, errors=[str(exc)])
+        raise DatasetInvalid(str(exc), details=report.model_dump()) from None
+    return fmt
 
 
 def claimed_format(filename: str, declared: str | None) -> FormatName:
@@ -166,23 +159,6 @@ def utf8_message(offset: int, byte: int, line: int) -> str:
         f"the file is not valid UTF-8: byte 0x{byte:02x} at byte offset {offset} (line {line}) "
         "cannot be decoded; save the file as UTF-8"
     )
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a Python value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _looks_like_text(head: bytes) -> bool:
