@@ -44,9 +44,9 @@ def model_dir() -> Path:
 def run_tuneserve(data: BBCNews, args: argparse.Namespace) -> dict[str, Any]:
     from app.contract.hyperparameters import Hyperparameters
     from app.contract.strategies import FullStrategy
+    from worker.core.data import Examples
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
-    from worker.training.data import Examples
 
     hp = Hyperparameters(
         epochs=args.epochs,

@@ -77,9 +77,9 @@ def run_one(
 
     from app.contract.hyperparameters import Hyperparameters
     from app.contract.strategies import StrategyConfig
+    from worker.core.data import Examples
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
-    from worker.training.data import Examples
 
     settings = dict(STRATEGY_SETTINGS[name])
     aux: dict[str, list[str]] = {}

@@ -29,7 +29,7 @@ from typing import Any, get_args
 from safetensors.torch import save_file
 
 from app.atomic import atomic_dir
-from worker.training.loop import ArtifactKind, TrainedModel
+from worker.training.recipe import ArtifactKind, TrainedModel
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK
-from worker.training.data import Examples
+from worker.core.data import Examples
 
 
 def read_examples(path: Path, *, task: str, label_names: list[str]) -> Examples:

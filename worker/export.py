@@ -23,7 +23,7 @@ from transformers import AutoTokenizer
 
 from worker.artifacts import write_artifact
 from worker.serving.predictor import ArtifactError, load_lora_model, read_manifest
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 #: manifest entries write_artifact recomputes or that describe only the adapter
 _NOT_CARRIED = {"format_version", "kind", "files", "adapter", "backbone", "head", "max_length"}

@@ -29,6 +29,9 @@ import torch
 from app.atomic import atomic_dir
 from app.contract.hyperparameters import Hyperparameters
 from app.jobs.reports import PLOTS_DIR, REPORT_FILE
+from worker.core.data import MULTILABEL_TASK, Examples, label_tensor
+from worker.core.device import autocast
+from worker.core.pooling import PoolingMode
 from worker.evaluation.calibration import Calibration, fit_calibration
 from worker.evaluation.evaluate import evaluate_split
 from worker.evaluation.plots import render_plots
@@ -36,10 +39,7 @@ from worker.features import FeatureCache, Featurizer
 from worker.serving.precision import check_precision, checked_dtypes
 from worker.serving.predictor import PredictInputs, predictor_from_trained
 from worker.training.callbacks import is_scalar_metric
-from worker.training.data import MULTILABEL_TASK, Examples, label_tensor
-from worker.training.device import autocast
-from worker.training.loop import TrainedModel
-from worker.training.pooling import PoolingMode
+from worker.training.recipe import TrainedModel
 
 
 @dataclass
@@ -116,7 +116,10 @@ def final_evaluation(
     hp: Hyperparameters,
     device: torch.device,
     feature_cache: FeatureCache | None = None,
+    check_precision: bool = True,
 ) -> FinalEvaluation:
+    """Calibration, the validation and test reports, and (with ``check_precision``) how
+    often the served forward in each reduced precision agrees with float32."""
     multilabel = trained.task == MULTILABEL_TASK
     logits_of = served_logits(
         trained, device=device, batch_size=hp.batch_size, feature_cache=feature_cache
@@ -151,7 +154,7 @@ def final_evaluation(
     test_report = None
     if test is not None and len(test) > 0:
         test_report = report(*split_logits(test))
-    precision = serving_precision(trained, validation, device=device)
+    precision = serving_precision(trained, validation, device=device) if check_precision else {}
     return FinalEvaluation(calibration, report(val_logits, val_targets), test_report, precision)
 
 

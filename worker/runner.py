@@ -23,10 +23,11 @@ from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import StrategyConfig
 from app.datasets.orm import Dataset
 from app.db import new_id, session_scope
+from app.jobs.lifecycle import Claim
 from app.jobs.orm import Job
 from app.models.orm import Model
 from app.storage import Storage
-from worker.job_store import Claim, JobStore, LeaseLost, claim_next
+from worker.job_store import JobStore, LeaseLost, claim_next
 from worker.progress import DbCallbacks, Heartbeat
 from worker.sweep_settling import settle_sweeps
 from worker.training.callbacks import is_scalar_metric
@@ -88,6 +89,7 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
         test = _read(test_ds, job, storage, label_names) if test_ds is not None else None
         aux_texts = _aux_texts(strategy.aux_dataset_ids(), storage)
 
+        from worker.core.device import select_device
         from worker.features import FeatureCache
         from worker.reporting import (
             build_report,
@@ -96,7 +98,6 @@ def _run_claimed(won: Claim, store: JobStore, heartbeat: Heartbeat) -> str | Non
             write_report,
         )
         from worker.strategies.registry import train_model
-        from worker.training.device import select_device
 
         feature_cache = FeatureCache.from_settings(settings)  # None: feature_cache_bytes is 0
         callbacks = DbCallbacks(store, heartbeat, interval_s=settings.progress_write_interval_s)

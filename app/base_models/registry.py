@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.base_models.pooling import declared_pooling
 from app.config import Settings
 
 TEXT_MODEL_TYPES = frozenset(
@@ -67,17 +68,6 @@ def _safetensors_parameter_count(files: list[Path]) -> int:
     return total
 
 
-def _st_pooling(path: Path) -> str | None:
-    cfg = path / "1_Pooling" / "config.json"
-    if not cfg.is_file():
-        return None
-    data = json.loads(cfg.read_text())
-    for mode in ("cls_token", "mean_tokens", "max_tokens"):
-        if data.get(f"pooling_mode_{mode}"):
-            return mode.split("_")[0]
-    return None
-
-
 def inspect_model_dir(model_id: str, path: Path, source: str) -> BaseModelInfo | None:
     """Describe one HF directory, or None when it is not a usable base model."""
     config_file = path / "config.json"
@@ -107,7 +97,7 @@ def inspect_model_dir(model_id: str, path: Path, source: str) -> BaseModelInfo |
         parameter_count=params,
         max_length=config.get("max_position_embeddings"),
         source=source,
-        pooling=_st_pooling(path),
+        pooling=declared_pooling(path)[0],
     )
 
 

@@ -42,10 +42,10 @@ def _sample(per_class: int, seed: int) -> tuple[list[str], list[str]]:
 
 def test_linear_probe_on_minilm_reaches_the_floor_on_bbc_news() -> None:
     from app.base_models.registry import get_base_model
+    from worker.core.data import Examples
     from worker.data_loading import split
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
-    from worker.training.data import Examples
 
     base = get_base_model(Settings(), "all-MiniLM-L6-v2")
     assert base is not None and base.pooling == "mean"

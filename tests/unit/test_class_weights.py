@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from worker.training.data import Examples
+from worker.core.data import Examples
 from worker.training.metrics import class_weight_tensor, loss_fn
 
 LABELS = ["a", "b", "c"]

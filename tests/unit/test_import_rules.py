@@ -105,6 +105,23 @@ def import_graph(package: str, root: Path = ROOT) -> dict[str, dict[str, Import]
     return graph
 
 
+def package_graph(
+    graph: dict[str, dict[str, Import]], depth: int = 2
+) -> dict[str, dict[str, Import]]:
+    """The module graph folded into packages: ``worker.training.loop`` counts as
+    ``worker.training``; a module directly under the root (``worker.runner``) is its own."""
+
+    def fold(module: str) -> str:
+        return ".".join(module.split(".")[:depth])
+
+    folded: dict[str, dict[str, Import]] = {fold(name): {} for name in graph}
+    for name, targets in graph.items():
+        for target, imp in targets.items():
+            if fold(target) != fold(name):
+                folded[fold(name)].setdefault(fold(target), imp)
+    return folded
+
+
 def find_cycle(graph: dict[str, dict[str, Import]]) -> list[str] | None:
     """One cycle as ``[a, b, ..., a]``, or None (iterative depth-first search)."""
     WHITE, GREY, BLACK = 0, 1, 2
@@ -129,9 +146,9 @@ def find_cycle(graph: dict[str, dict[str, Import]]) -> list[str] | None:
     return None
 
 
-def describe(cycle: list[str], graph: dict[str, dict[str, Import]]) -> str:
+def describe(cycle: list[str], graph: dict[str, dict[str, Import]], what: str = "modules") -> str:
     steps = [f"  {a} -> {b}  ({graph[a][b].where()})" for a, b in itertools.pairwise(cycle)]
-    return "import cycle between worker modules:\n" + "\n".join(steps)
+    return f"import cycle between worker {what}:\n" + "\n".join(steps)
 
 
 def test_app_imports_no_worker_and_no_training_stack() -> None:
@@ -144,6 +161,14 @@ def test_worker_modules_form_no_import_cycle() -> None:
     assert len(graph) > 50, sorted(graph)  # the walk found the package
     cycle = find_cycle(graph)
     assert cycle is None, describe(cycle, graph)
+
+
+def test_worker_packages_form_no_import_cycle() -> None:
+    """Layers, not a web: core <- features <- training <- strategies; serving reads artifacts."""
+    packages = package_graph(import_graph("worker"))
+    assert {"worker.core", "worker.training", "worker.strategies"} <= set(packages)
+    cycle = find_cycle(packages)
+    assert cycle is None, describe(cycle, packages, "packages")
 
 
 # --- the checks can fail -------------------------------------------------------------------
@@ -176,6 +201,24 @@ def test_a_lazy_relative_import_cycle_is_found(tmp_path: Path) -> None:
     assert cycle == ["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]
     message = describe(cycle, graph)
     assert "pkg.sub.c -> pkg.a  (" in message and "c.py:2)" in message
+
+
+def test_a_cycle_between_packages_is_found(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/low/__init__.py": "",
+            "pkg/low/a.py": "from pkg.high.b import y\n",
+            "pkg/high/__init__.py": "",
+            "pkg/high/b.py": "y = 1\n",
+            "pkg/high/c.py": "from pkg.low import a\n",
+        },
+    )
+    modules = import_graph("pkg", tmp_path)
+    assert find_cycle(modules) is None  # no module cycle ...
+    packages = package_graph(modules)
+    assert find_cycle(packages) == ["pkg.high", "pkg.low", "pkg.high"]  # ... but a package one
 
 
 def test_an_acyclic_graph_passes(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import FullStrategy, LinearProbeStrategy, LoraStrategy
+from worker.core.data import Examples
 from worker.strategies.registry import train_model
 from worker.testing import build_tiny_bert, learnable_examples
 from worker.training.callbacks import NullCallbacks
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 LABELS = ["A", "B"]
 Split = tuple[Examples, Examples, list[str]]

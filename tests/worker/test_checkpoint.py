@@ -15,7 +15,7 @@ from tests.worker.conftest import make_split
 from worker.strategies.registry import train_model
 from worker.training.callbacks import NullCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 
 class StopAt(NullCallbacks):

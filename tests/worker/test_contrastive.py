@@ -22,13 +22,13 @@ from safetensors.torch import load_file
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import ContrastiveStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.serving.predictor import Predictor, ProbeClassifier, load_predictor
 from worker.strategies.contrastive import PAIR_PHASE
 from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 CLASS_WORDS = ["alpha", "beta", "gamma", "delta"]
 LABELS = ["A", "B", "G", "D"]

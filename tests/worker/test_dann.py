@@ -22,12 +22,12 @@ from safetensors.torch import load_file
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import DannStrategy, FullStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.serving.predictor import load_predictor
 from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 LABELS = ["A", "B"]
 HP = {"epochs": 8, "batch_size": 16, "learning_rate": 3e-3, "seed": 0}

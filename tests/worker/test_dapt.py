@@ -15,14 +15,15 @@ from transformers import AutoModel, AutoTokenizer
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import DaptStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
+from worker.core.device import seed_everything
 from worker.serving.predictor import ProbeClassifier, load_predictor
 from worker.strategies.dapt import continue_pretraining, loss_window
 from worker.strategies.linear_probe import LinearProbe
 from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
-from worker.training.device import seed_everything
-from worker.training.loop import TrainedModel, TrainingSetup
+from worker.training.recipe import TrainedModel, TrainingSetup
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
 HP = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-2, "seed": 0}
@@ -66,23 +67,34 @@ def _train(base: Path, learnable_split: Any, callbacks: Any = None, **config: An
     )
 
 
+def _mlm_setup(base: Path, hp: Hyperparameters, callbacks: Any) -> TrainingSetup:
+    """What the masked-LM phase reads of a setup: the base, tokenizer, hp, device, callbacks."""
+    return TrainingSetup(
+        base_model_dir=base,
+        task="text-classification",
+        label_names=["a", "b"],
+        train=Examples([], []),
+        validation=Examples([], []),
+        hp=hp,
+        callbacks=callbacks,
+        device=torch.device("cpu"),
+        tokenizer=AutoTokenizer.from_pretrained(base),
+    )
+
+
 def test_mlm_loss_falls_on_in_domain_text(tiny_bert_dir: Path) -> None:
     seed_everything(0)
     recorder = _Recorder()
     _, losses = continue_pretraining(
-        tiny_bert_dir,
+        _mlm_setup(tiny_bert_dir, Hyperparameters(batch_size=16, seed=0), recorder),
         in_domain_texts(),
-        tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir),
-        config=DaptStrategy(unlabeled_dataset_id="u", mlm_steps=30, mlm_learning_rate=1e-2),
-        hp=Hyperparameters(batch_size=16, seed=0),
-        device=torch.device("cpu"),
-        callbacks=recorder,
+        DaptStrategy(unlabeled_dataset_id="u", mlm_steps=30, mlm_learning_rate=1e-2),
     )
     first, last, window = loss_window(losses)
     print(f"\nMLM loss, mean of the first/last {window} steps: {first:.3f} -> {last:.3f}")
     assert len(losses) == 30 and window == 6
     assert last < 0.7 * first
-    assert recorder.progress == [("mlm", step, 30) for step in range(1, 31)]
+    assert recorder.progress == [("mlm", step, 30) for step in range(0, 31)]
 
 
 def test_downstream_starts_from_the_adapted_encoder(
@@ -108,13 +120,9 @@ def test_downstream_starts_from_the_adapted_encoder(
     # the same masked-LM phase run on its own, seeded as train_model seeds it
     seed_everything(HP["seed"])
     adapted, _ = continue_pretraining(
-        tiny_bert_dir,
+        _mlm_setup(tiny_bert_dir, Hyperparameters(**HP), NullCallbacks()),
         in_domain_texts(),
-        tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir),
-        config=DaptStrategy(unlabeled_dataset_id="u", mlm_steps=8, mlm_learning_rate=1e-3),
-        hp=Hyperparameters(**HP),
-        device=torch.device("cpu"),
-        callbacks=NullCallbacks(),
+        DaptStrategy(unlabeled_dataset_id="u", mlm_steps=8, mlm_learning_rate=1e-3),
     )
     base = load_file(str(tiny_bert_dir / "model.safetensors"))
     start = seen["state"]
@@ -164,7 +172,7 @@ def test_cancel_during_mlm_and_missing_texts(tiny_bert_dir: Path, learnable_spli
     recorder = _Recorder(cancel_at=3)
     with pytest.raises(TrainingCancelled):
         _train(tiny_bert_dir, learnable_split, recorder)
-    assert recorder.progress == [("mlm", 1, 8), ("mlm", 2, 8), ("mlm", 3, 8)]
+    assert recorder.progress == [("mlm", 0, 8), ("mlm", 1, 8), ("mlm", 2, 8), ("mlm", 3, 8)]
     train, validation, labels = learnable_split(n_per_class=4, seed=5)
     with pytest.raises(ValueError, match="in-domain texts"):
         train_model(

@@ -10,9 +10,10 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from app.contract.strategies import FullStrategy
-from worker.strategies.full import layer_depth, param_groups
+from worker.core.device import seed_everything
+from worker.strategies.full import layer_depth, layerwise_decay
+from worker.strategies.toolkit import adamw_groups
 from worker.training.callbacks import NullCallbacks, TrainingCancelled
-from worker.training.device import seed_everything
 
 
 def _fresh_model(base: Path, seed: int) -> torch.nn.Module:
@@ -46,9 +47,7 @@ def test_full_changes_every_trainable_parameter(tiny_bert_dir: Path, trained_ful
 
 def test_layerwise_lr_decay_param_groups(tiny_bert_dir: Path) -> None:
     model = _fresh_model(tiny_bert_dir, 0)
-    groups = param_groups(
-        model, learning_rate=1e-3, weight_decay=0.01, layerwise_lr_decay=0.5, num_layers=2
-    )
+    groups = adamw_groups(model, lr=1e-3, weight_decay=0.01, lr_scale=layerwise_decay(model, 0.5))
     rate_of = {name: group["lr"] for group in groups for name in group["names"]}
     decay_of = {name: group["weight_decay"] for group in groups for name in group["names"]}
     assert len(rate_of) == len(list(model.parameters()))
@@ -67,19 +66,14 @@ def test_layerwise_lr_decay_param_groups(tiny_bert_dir: Path) -> None:
     assert decay_of["bert.embeddings.LayerNorm.weight"] == 0.0
     assert decay_of["bert.encoder.layer.1.output.LayerNorm.weight"] == 0.0
     # each layer's rate is the rate of the layer above times the decay
-    depths = sorted({group["depth"] for group in groups})
-    assert depths == [0, 1, 2]
+    depths = sorted({group["group"] for group in groups})
+    assert depths == ["depth-0", "depth-1", "depth-2"]
     assert layer_depth("bert.encoder.layer.0.output.dense.weight", 2) == 1
 
 
 def test_layerwise_lr_decay_off_gives_one_rate(tiny_bert_dir: Path) -> None:
-    groups = param_groups(
-        _fresh_model(tiny_bert_dir, 0),
-        learning_rate=2e-5,
-        weight_decay=0.01,
-        layerwise_lr_decay=1.0,
-        num_layers=2,
-    )
+    model = _fresh_model(tiny_bert_dir, 0)
+    groups = adamw_groups(model, lr=2e-5, weight_decay=0.01, lr_scale=layerwise_decay(model, 1.0))
     assert {group["lr"] for group in groups} == {2e-5}
 
 

@@ -13,15 +13,15 @@ import torch
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import GradualUnfreezeStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.serving.predictor import load_predictor
-from worker.strategies import gradual_unfreeze
+from worker.strategies import toolkit
 from worker.strategies.gradual_unfreeze import slanted_triangular
 from worker.strategies.registry import train_model
 from worker.testing import FILLER_WORDS
 from worker.training.callbacks import NullCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 #: the tiny BERT's layer groups, top down, and the parameter-name prefixes of each
 GROUPS = ["head", "layer.1", "layer.0", "embeddings"]
@@ -48,14 +48,14 @@ class _Events(NullCallbacks):
 
 
 class _Spy:
-    """Wraps the strategy's ``fit``: before each step, the weights and per-group rates."""
+    """Wraps the toolkit's ``fit``: before each step, the weights and per-group rates."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.before_step: list[tuple[int, int, State]] = []
         self.rates: list[dict[str, float]] = []
-        real_fit: Callable[..., Any] = gradual_unfreeze.fit
+        real_fit: Callable[..., Any] = toolkit.fit
 
-        def spy_fit(**kwargs: Any) -> Any:
+        def spy_fit(setup: Any, **kwargs: Any) -> Any:
             hook, model, optimizer = (kwargs[k] for k in ("on_step_begin", "model", "optimizer"))
 
             def wrapped(epoch: int, steps_done: int) -> None:
@@ -64,9 +64,9 @@ class _Spy:
                 self.before_step.append((epoch, steps_done, state))
                 self.rates.append({g["group"]: g["lr"] for g in optimizer.param_groups})
 
-            return real_fit(**{**kwargs, "on_step_begin": wrapped})
+            return real_fit(setup, **{**kwargs, "on_step_begin": wrapped})
 
-        monkeypatch.setattr(gradual_unfreeze, "fit", spy_fit)
+        monkeypatch.setattr(toolkit, "fit", spy_fit)
 
 
 def _train(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertModel
 
+from app.base_models.registry import inspect_model_dir
 from app.contract.strategies import LinearProbeStrategy
+from worker.core.pooling import pool, resolve_pooling
 from worker.training.callbacks import NullCallbacks
-from worker.training.pooling import pool, resolve_pooling
 
 
 class _Recorder(NullCallbacks):
@@ -97,6 +100,19 @@ def test_pooling_unsupported_sentence_transformers_mode(tmp_path: Path) -> None:
     (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_lasttoken": true}')
     with pytest.raises(ValueError, match="unsupported"):
         resolve_pooling(tmp_path, "auto")
+
+
+def test_listing_and_training_read_the_same_pooling(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A pooling config with two flags set: GET /v1/base-models shows the mode the worker
+    trains and serves with (they once checked the flags in different orders)."""
+    base = tmp_path / "two-flags"
+    shutil.copytree(tiny_bert_dir, base)
+    (base / "1_Pooling").mkdir()
+    flags = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True}
+    (base / "1_Pooling" / "config.json").write_text(json.dumps(flags))
+    listed = inspect_model_dir("two-flags", base, "test")
+    assert listed is not None
+    assert listed.pooling == resolve_pooling(base, "auto") == "mean"
 
 
 def test_pool_modes_ignore_padding() -> None:

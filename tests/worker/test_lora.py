@@ -16,12 +16,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from app.contract.strategies import LoraStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
+from worker.core.device import seed_everything
 from worker.export import export_merged, main
 from worker.serving.predictor import ArtifactError, Predictor, load_predictor
 from worker.strategies.lora import build_lora_model, default_target_modules, trainable_fraction
 from worker.training.callbacks import NullCallbacks
-from worker.training.data import Examples
-from worker.training.device import seed_everything
 
 LABELS = ["A", "B"]
 MANIFEST = {"base_model": {"id": "tiny-bert"}}

@@ -12,12 +12,12 @@ from transformers import AutoModelForSequenceClassification
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import PartialStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
+from worker.core.device import seed_everything
 from worker.serving.predictor import load_predictor
 from worker.strategies.registry import train_model
 from worker.training.callbacks import NullCallbacks
-from worker.training.data import Examples
-from worker.training.device import seed_everything
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 GROUP_PREFIXES: dict[str, str | tuple[str, ...]] = {
     "embeddings": "bert.embeddings.",

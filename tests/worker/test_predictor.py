@@ -9,9 +9,9 @@ import pytest
 
 from app.contract.strategies import FullStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.serving.predictor import Predictor, load_predictor
 from worker.testing import FILLER_WORDS, learnable_label_sets, learnable_pairs
-from worker.training.data import Examples
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
 

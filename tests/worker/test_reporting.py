@@ -18,12 +18,12 @@ import torch
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import FullStrategy, LinearProbeStrategy
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.evaluation.calibration import Calibration
 from worker.reporting import build_report, final_evaluation, write_report
 from worker.serving.predictor import load_predictor
 from worker.testing import FILLER_WORDS
-from worker.training.data import Examples
-from worker.training.loop import TrainedModel
+from worker.training.recipe import TrainedModel
 
 CPU = torch.device("cpu")
 MANIFEST = {"base_model": {"id": "tiny-bert"}}

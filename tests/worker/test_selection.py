@@ -19,9 +19,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from app.contract.hyperparameters import Hyperparameters
+from worker.core.data import Examples
 from worker.training.callbacks import NullCallbacks, TrainingReleased
 from worker.training.checkpoint import Checkpointer
 from worker.training.loop import fit
+from worker.training.recipe import TrainingSetup
 from worker.training.selection import EvalPlan
 
 P_CLASS0 = 0.8  # validation loss is lowest at w = logit(0.8) = 1.386
@@ -71,20 +74,28 @@ def _run(
     val = DataLoader(TensorDataset(torch.ones(n_val), val_labels), batch_size=5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     recorder = Recorder(model, release_at_step)
+    setup = TrainingSetup(
+        base_model_dir=Path("."),
+        task="text-classification",
+        label_names=["a", "b"],
+        train=Examples([], []),
+        validation=Examples([], []),
+        # a bound far above this one weight's gradients: clipping never acts
+        hp=Hyperparameters(epochs=epochs, max_grad_norm=100.0),
+        callbacks=recorder,
+        device=torch.device("cpu"),
+        tokenizer=None,
+        checkpoint=checkpoint,
+        plan=plan,
+    )
     result = fit(
+        setup,
         model=model,
         forward=model,
         train_loader=train,
         val_loader=val,
         optimizer=optimizer,
         scheduler=None,
-        epochs=epochs,
-        max_grad_norm=None,
-        multilabel=False,
-        callbacks=recorder,
-        device=torch.device("cpu"),
-        checkpoint=checkpoint,
-        plan=plan,
     )
     return result, model, recorder
 

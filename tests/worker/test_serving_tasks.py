@@ -10,9 +10,9 @@ import pytest
 from app.contract.strategies import LinearProbeStrategy, LoraStrategy
 from tests.worker.serving_harness import Harness
 from worker.artifacts import write_artifact
+from worker.core.data import Examples
 from worker.serving.predictor import load_predictor
 from worker.testing import learnable_label_sets, learnable_pairs
-from worker.training.data import Examples
 
 MANIFEST = {"base_model": {"id": "tiny-bert"}}
 

@@ -6,7 +6,8 @@ Each split is tokenized once (truncated, unpadded); a batch is padded to its lon
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,3 +122,26 @@ def make_loader(
 
 def move_batch(inputs: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device) for key, value in inputs.items()}
+
+
+class Cycled:
+    """``steps`` batches drawn from ``loader`` pass after pass (each pass in a new order), as
+    one sized iterable: a fixed number of steps over a set of any size (dapt's MLM phase)."""
+
+    def __init__(self, loader: DataLoader[Any], steps: int) -> None:
+        self.loader = loader
+        self.steps = steps
+        #: the loader's shuffling generator: ``fit`` saves and restores its state
+        self.generator = loader.generator
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(cycle_passes(self.loader), self.steps)
+
+
+def cycle_passes(loader: Iterable[Any]) -> Iterator[Any]:
+    """Every batch of ``loader``, pass after pass, forever (a new shuffled pass each time)."""
+    while True:
+        yield from loader

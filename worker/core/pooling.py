@@ -6,20 +6,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from app.base_models.pooling import CONFIG as POOLING_CONFIG
+from app.base_models.pooling import declared_pooling
+
 PoolingMode = Literal["cls", "mean", "max", "pooler"]
 POOLING_MODES: frozenset[str] = frozenset({"cls", "mean", "max", "pooler"})
-
-_ST_FLAGS: tuple[tuple[str, PoolingMode], ...] = (
-    ("pooling_mode_mean_tokens", "mean"),
-    ("pooling_mode_cls_token", "cls"),
-    ("pooling_mode_max_tokens", "max"),
-)
 
 
 def resolve_pooling(base_model_dir: Path, requested: str) -> PoolingMode:
@@ -28,18 +24,16 @@ def resolve_pooling(base_model_dir: Path, requested: str) -> PoolingMode:
         if requested not in POOLING_MODES:
             raise ValueError(f"unknown pooling mode {requested!r}")
         return requested  # type: ignore[return-value]
-    config_path = base_model_dir / "1_Pooling" / "config.json"
-    if not config_path.is_file():
+    mode, config = declared_pooling(base_model_dir)
+    if config is None:
         return "cls"
-    config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    for flag, mode in _ST_FLAGS:
-        if config.get(flag):
-            return mode
-    enabled = sorted(key for key, value in config.items() if value is True)
-    raise ValueError(
-        f"{config_path}: unsupported sentence-transformers pooling {enabled}; "
-        "choose pooling 'mean', 'cls' or 'pooler' explicitly"
-    )
+    if mode is None:
+        enabled = sorted(key for key, value in config.items() if value is True)
+        raise ValueError(
+            f"{base_model_dir / POOLING_CONFIG}: unsupported sentence-transformers pooling "
+            f"{enabled}; choose pooling 'mean', 'cls' or 'pooler' explicitly"
+        )
+    return mode  # type: ignore[return-value]
 
 
 def pool(outputs: Any, attention_mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:

@@ -19,6 +19,9 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
+from worker.core.data import Examples, TokenizedExamples, make_loader, move_batch
+from worker.core.device import autocast
+from worker.core.pooling import PoolingMode, pool
 from worker.features.identity import (
     FeatureSpace,
     autocast_dtype,
@@ -28,9 +31,6 @@ from worker.features.identity import (
     tokenizer_identity,
 )
 from worker.features.store import FeatureCache, Found
-from worker.training.data import Examples, TokenizedExamples, make_loader, move_batch
-from worker.training.device import autocast
-from worker.training.pooling import PoolingMode, pool
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 import transformers
 from torch import nn
 
-from worker.training.device import autocast
+from worker.core.device import autocast
 
 KEY_BYTES = 32
 FORMAT_VERSION = 1
@@ -125,7 +125,7 @@ def tokenizer_identity(directory: Path, tokenizer: Any = None) -> str | None:
 
 
 def autocast_dtype(device: torch.device) -> str:
-    """The dtype :func:`worker.training.device.autocast` computes in on ``device``."""
+    """The dtype :func:`worker.core.device.autocast` computes in on ``device``."""
     dtype = getattr(autocast(device), "fast_dtype", None)
     return str(dtype if dtype is not None else torch.float32)
 

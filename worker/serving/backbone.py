@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from worker.core.device import autocast_as
 from worker.serving.encoding import Encoded, pad_batch
-from worker.training.device import autocast_as
 
 BASE_ADAPTER = "__base__"
 

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from app.inference.protocol import InferReply
+from worker.core.data import MULTILABEL_TASK
 from worker.serving import metrics
 from worker.serving.outputs import predictions_from_logits
 from worker.serving.scheduler import Batch, Pending, Scheduler
-from worker.training.data import MULTILABEL_TASK
 
 log = logging.getLogger(__name__)
 

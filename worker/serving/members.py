@@ -21,11 +21,11 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from worker.core.data import PAIR_TASK
+from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
 from worker.serving.backbone import Backbone
 from worker.serving.encoding import Encoded, encode_inputs
-from worker.training.data import PAIR_TASK
-from worker.training.pooling import PoolingMode, pool
 
 
 @dataclass(eq=False)

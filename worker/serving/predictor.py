@@ -24,12 +24,13 @@ from worker.artifacts import (
     MANIFEST_NAME,
     sha256_file,
 )
+from worker.core.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
+from worker.core.device import autocast, autocast_as, select_device
+from worker.core.models import load_classifier
+from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
 from worker.serving.outputs import predictions_from_logits
-from worker.training.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
-from worker.training.device import autocast, autocast_as, select_device
-from worker.training.loop import TrainedModel
-from worker.training.pooling import PoolingMode, pool
+from worker.training.recipe import TrainedModel
 
 PredictInputs = list[str] | list[tuple[str, str]] | list[list[str]]
 
@@ -177,8 +178,6 @@ def load_lora_model(
 ) -> nn.Module:
     """The base with the artifact's adapter and head, as an unmerged ``PeftModel`` (eval)."""
     from peft import PeftModel  # imported here: only adapters need it
-
-    from worker.strategies.lora import load_classifier
 
     listed = manifest.get("files", {})
     if ADAPTER_WEIGHTS not in listed or ADAPTER_CONFIG not in listed:

@@ -30,6 +30,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from worker.core.data import MULTILABEL_TASK, effective_max_length
 from worker.evaluation.calibration import Calibration
 from worker.features.identity import is_tokenizer_file
 from worker.serving.backbone import Backbone, tensor_bytes
@@ -42,7 +43,6 @@ from worker.serving.members import (
 )
 from worker.serving.precision import member_dtype
 from worker.serving.predictor import ArtifactError, encoder_dir, read_manifest
-from worker.training.data import MULTILABEL_TASK, effective_max_length
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from app.base_models.registry import get_base_model
 from app.config import Settings, get_settings
 from app.inference.protocol import REPLY_PREFIX, InferReply, InferRequest
 from app.storage import Storage
+from worker.core.device import select_device
 from worker.serving import metrics
 from worker.serving.encoding import Encoded
 from worker.serving.engine import Engine, Outcomes
@@ -40,7 +41,6 @@ from worker.serving.predictor import ArtifactError
 from worker.serving.redis_queue import InferenceQueue
 from worker.serving.registry import ModelRegistry
 from worker.serving.scheduler import Pending, Scheduler
-from worker.training.device import select_device
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ Contract (``text-classification`` only):
    the MSE between ``cos(u, v)`` of the two pooled embeddings and the pair's target (1 or 0).
    AdamW at ``pair_learning_rate`` (no decay on biases and LayerNorm), linear warmup
    (``hp.warmup_ratio``) then decay, clipping at ``hp.max_grad_norm``, ``hp.batch_size`` pairs
-   per step in a seeded order. Progress goes to ``on_phase_progress(phase="contrastive_pairs")``
-   after every step (it may raise ``TrainingCancelled``, which propagates); an event
+   per step in a seeded order. It runs in the one loop as the phase ``contrastive_pairs``
+   (:func:`worker.training.loop.fit`): progress to ``on_phase_progress`` after every step (it
+   may raise ``TrainingCancelled``, which propagates), checkpoints of its own; an event
    ``encoder_tuned`` reports the first and last epoch's mean loss.
 3. **Head.** The tuned encoder is frozen; each example's feature vector is computed once
    (``phase="extracting_features"``; through the job's feature cache when it has one, in the
@@ -22,37 +23,36 @@ Contract (``text-classification`` only):
 
 The result is a ``head`` :class:`TrainedModel` whose ``backbone`` is the tuned encoder: the
 artifact carries it under ``encoder/`` and is served as encoder + pooling + head. On resume
-after a release the pair phase runs again from the base (same seed, same pairs); ``fit`` then
-resumes the head from its checkpoint.
+after a release the pair phase continues from its checkpoint (a finished phase is restored
+whole and skipped); ``fit`` then resumes the head from its own.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
-from transformers import AutoModel, get_linear_schedule_with_warmup
+from torch.utils.data import DataLoader
 
 from app.contract.strategies import ContrastiveStrategy
+from worker.core.data import TokenizedExamples, move_batch, tokenize_examples
+from worker.core.device import make_generator
+from worker.core.models import load_encoder
+from worker.core.pooling import PoolingMode, pool, resolve_pooling
 from worker.features import Featurizer
-from worker.strategies.full import param_groups
-from worker.training.callbacks import TrainingCallbacks
-from worker.training.data import (
-    TokenizedExamples,
-    effective_max_length,
-    label_tensor,
-    move_batch,
-    tokenize_examples,
+from worker.strategies.toolkit import (
+    adamw,
+    max_length_for,
+    split_features,
+    train_head,
+    warmup_schedule,
 )
-from worker.training.device import autocast, make_generator
-from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
+from worker.training.loop import fit
 from worker.training.pairs import Pair, sample_pairs
-from worker.training.pooling import PoolingMode, pool, resolve_pooling
+from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 PAIR_PHASE = "contrastive_pairs"
 
@@ -92,54 +92,43 @@ def cosine_similarity_loss(
 
 
 def tune_encoder(
+    setup: TrainingSetup,
     encoder: nn.Module,
-    loader: DataLoader[Any],
+    pairs: list[Pair],
+    data: TokenizedExamples,
     *,
     pooling: PoolingMode,
     config: ContrastiveStrategy,
-    weight_decay: float,
-    warmup_ratio: float,
-    max_grad_norm: float | None,
-    callbacks: TrainingCallbacks,
-    device: torch.device,
 ) -> list[float]:
-    """Train ``encoder`` on the pairs of ``loader``; returns the mean loss of each epoch."""
-    optimizer = torch.optim.AdamW(
-        param_groups(
-            encoder,
-            learning_rate=config.pair_learning_rate,
-            weight_decay=weight_decay,
-            layerwise_lr_decay=1.0,
-            num_layers=int(getattr(encoder.config, "num_hidden_layers", 1)),
-        )
+    """Train ``encoder`` on ``pairs`` (the phase ``contrastive_pairs`` of :func:`fit`);
+    returns the mean loss of each epoch."""
+    loader = pair_loader(
+        pairs, data, setup.tokenizer, batch_size=setup.hp.batch_size, seed=setup.hp.seed
     )
-    total = config.pair_epochs * len(loader)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total * warmup_ratio), total)
-    callbacks.on_phase_progress(phase=PAIR_PHASE, done=0, total=total)
-    epoch_losses: list[float] = []
-    done = 0
-    for _ in range(config.pair_epochs):
-        encoder.train()
-        loss_sum = 0.0
-        for inputs, targets in loader:
-            with autocast(device):
-                loss = cosine_similarity_loss(
-                    encoder, move_batch(inputs, device), targets.to(device), pooling
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(encoder.parameters(), max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach())
-            done += 1
-            callbacks.on_phase_progress(phase=PAIR_PHASE, done=done, total=total)
-        epoch_losses.append(loss_sum / max(len(loader), 1))
+    optimizer = adamw(encoder, setup, lr=config.pair_learning_rate)
+    device = setup.device
+
+    def compute_loss(batch: tuple[dict[str, torch.Tensor], torch.Tensor], done: int) -> Any:
+        inputs, targets = batch
+        return cosine_similarity_loss(
+            encoder, move_batch(inputs, device), targets.to(device), pooling
+        )
+
+    result = fit(
+        setup,
+        model=encoder,
+        train_loader=loader,
+        optimizer=optimizer,
+        scheduler=warmup_schedule(optimizer, setup, config.pair_epochs * len(loader)),
+        compute_loss=compute_loss,
+        epochs=config.pair_epochs,
+        phase=PAIR_PHASE,
+    )
     encoder.eval()
-    return epoch_losses
+    return [metrics["train_loss"] for metrics in result.history]
 
 
+@register
 class Contrastive:
     name: str = "contrastive"
     artifact_kind: ArtifactKind = "head"
@@ -147,17 +136,11 @@ class Contrastive:
     def train(self, setup: TrainingSetup, config: ContrastiveStrategy) -> TrainedModel:
         hp, device, tokenizer, callbacks = setup.hp, setup.device, setup.tokenizer, setup.callbacks
         pooling = resolve_pooling(setup.base_model_dir, "auto")
-        encoder = AutoModel.from_pretrained(
-            setup.base_model_dir, use_safetensors=True, dtype=torch.float32
-        ).to(device)
-        max_length = effective_max_length(tokenizer, hp.max_length, encoder.config)
-
-        def tokenized(split: Any) -> TokenizedExamples:
-            return tokenize_examples(
-                split, tokenizer, max_length=max_length, multilabel=False, num_labels=0
-            )
-
-        train_data = tokenized(setup.train)
+        encoder = load_encoder(setup.base_model_dir).to(device)
+        max_length = max_length_for(setup, encoder.config)
+        train_data = tokenize_examples(
+            setup.train, tokenizer, max_length=max_length, multilabel=False, num_labels=0
+        )
         started = time.perf_counter()
         pairs = sample_pairs(train_data.labels.tolist(), config.num_pairs, hp.seed)
         positive = sum(pair.positive for pair in pairs)
@@ -174,30 +157,14 @@ class Contrastive:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
-        losses = tune_encoder(
-            encoder,
-            pair_loader(pairs, train_data, tokenizer, batch_size=hp.batch_size, seed=hp.seed),
-            pooling=pooling,
-            config=config,
-            weight_decay=hp.weight_decay,
-            warmup_ratio=hp.warmup_ratio,
-            max_grad_norm=hp.max_grad_norm,
-            callbacks=callbacks,
-            device=device,
-        )
+        losses = tune_encoder(setup, encoder, pairs, train_data, pooling=pooling, config=config)
         callbacks.on_event(
             "encoder_tuned",
             f"encoder tuned on {len(pairs)} pairs for {config.pair_epochs} epochs "
             f"(cosine loss {losses[0]:.4f} -> {losses[-1]:.4f})",
             {"epochs": config.pair_epochs, "pairs": len(pairs), "epoch_losses": losses},
         )
-
         encoder.requires_grad_(False)
-        total = len(setup.train) + len(setup.validation)
-
-        def report(done: int) -> None:
-            callbacks.on_phase_progress(phase="extracting_features", done=done, total=total)
-
         featurizer = Featurizer.for_encoder(
             encoder,
             tokenizer_dir=setup.base_model_dir,
@@ -208,56 +175,12 @@ class Contrastive:
             device=device,
             cache=setup.feature_cache,
         )
-        train_x, val_x = featurizer.features(setup.train, setup.validation, progress=report)
-        val_labels = label_tensor(setup.validation, multilabel=False, num_labels=setup.num_labels)
-        features = {
-            "train": TensorDataset(train_x, train_data.labels.to(device)),
-            "validation": TensorDataset(val_x, val_labels.to(device)),
-        }
-
-        head = nn.Linear(int(features["train"].tensors[0].shape[1]), setup.num_labels).to(device)
-        train_loader = DataLoader(
-            features["train"],
-            batch_size=hp.batch_size,
-            shuffle=True,
-            generator=make_generator(hp.seed),
-        )
-        val_loader = DataLoader(features["validation"], batch_size=hp.batch_size)
-        optimizer = torch.optim.AdamW(
-            head.parameters(), lr=hp.effective_learning_rate(config), weight_decay=hp.weight_decay
-        )
-        total_steps = hp.epochs * len(train_loader)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
-        )
-        result = fit(
-            model=head,
-            forward=head,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epochs=hp.epochs,
-            max_grad_norm=hp.max_grad_norm,
-            multilabel=False,
-            callbacks=callbacks,
-            device=device,
-            checkpoint=setup.checkpoint,
-            plan=setup.plan,
-        )
-        head.eval()
-        return TrainedModel(
-            kind="head",
-            model=head,
-            tokenizer=tokenizer,
-            task=setup.task,
-            label_names=setup.label_names,
-            base_model_dir=setup.base_model_dir,
+        return train_head(
+            setup,
+            split_features(setup, featurizer),
+            lr=hp.effective_learning_rate(config),
             strategy=self.name,
             max_length=max_length,
-            metrics=result.metrics,
-            history=result.history,
-            selection=result.selection,
             pooling=pooling,
             backbone=encoder,
         )

@@ -7,9 +7,11 @@ Contract:
   cycled, truncated to the job's ``max_length``), with ``DataCollatorForLanguageModeling``
   masking ``mlm_probability`` of the non-special tokens (80% [MASK], 10% random, 10% kept;
   seeded by ``hp.seed``). AdamW at ``mlm_learning_rate``, warmup then linear decay, clipping.
-  Progress goes to ``on_phase_progress(phase="mlm")`` after every step (it may raise
-  ``TrainingCancelled``); then ``on_event("mlm_done")`` reports the mean loss of the first and
-  the last window of steps (:func:`loss_window`), also added to the final metrics.
+  It runs in the one loop as the phase ``mlm`` (:func:`worker.training.loop.fit`): progress
+  to ``on_phase_progress`` after every step (it may raise ``TrainingCancelled``), checkpoints
+  of its own, so a released job resumes the phase (or skips it when it had finished); then
+  ``on_event("mlm_done")`` reports the mean loss of the first and the last window of steps
+  (:func:`loss_window`), also added to the final metrics.
 - The adapted encoder (the MLM model's base with the base's own pooler, which masked-LM
   training neither uses nor changes) is saved with the tokenizer (and a sentence-transformers
   ``1_Pooling`` config, if the base has one) into a temporary directory, removed at the end.
@@ -26,31 +28,30 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import (
-    AutoModel,
-    AutoModelForMaskedLM,
-    DataCollatorForLanguageModeling,
-    get_linear_schedule_with_warmup,
-)
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
-from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import STRATEGY_CONFIGS, DaptStrategy
-from worker.strategies.base import Strategy
-from worker.training.callbacks import TrainingCallbacks
-from worker.training.data import effective_max_length, move_batch
-from worker.training.device import autocast, make_generator, seed_everything
-from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup
+from worker.core.data import Cycled, move_batch
+from worker.core.device import make_generator, seed_everything
+from worker.core.models import load_encoder
+from worker.strategies.toolkit import adamw, max_length_for, warmup_schedule
+from worker.training.loop import fit
+from worker.training.recipe import (
+    ArtifactKind,
+    TrainedModel,
+    TrainingSetup,
+    register,
+    strategy_named,
+)
 
 UNLABELED_FIELD = "unlabeled_dataset_id"
 
@@ -62,22 +63,19 @@ def loss_window(losses: list[float]) -> tuple[float, float, int]:
 
 
 def continue_pretraining(
-    base_model_dir: Path,
-    texts: list[str],
-    *,
-    tokenizer: Any,
-    config: DaptStrategy,
-    hp: Hyperparameters,
-    device: torch.device,
-    callbacks: TrainingCallbacks,
+    setup: TrainingSetup, texts: list[str], config: DaptStrategy
 ) -> tuple[nn.Module, list[float]]:
-    """The masked-LM phase: the adapted encoder (``AutoModel``, on CPU) and the step losses."""
+    """The masked-LM phase: the adapted encoder (``AutoModel``, on CPU) and the step losses
+    (of this attempt: a resumed phase reports those after the resume)."""
     mlm = AutoModelForMaskedLM.from_pretrained(
-        base_model_dir, use_safetensors=True, dtype=torch.float32
-    ).to(device)
-    max_length = effective_max_length(tokenizer, hp.max_length, mlm.config)
+        setup.base_model_dir, use_safetensors=True, dtype=torch.float32
+    ).to(setup.device)
+    tokenizer = setup.tokenizer
     encodings = tokenizer(
-        texts, truncation=True, max_length=max_length, return_special_tokens_mask=True
+        texts,
+        truncation=True,
+        max_length=max_length_for(setup, mlm.config),
+        return_special_tokens_mask=True,
     )
     rows = [{key: values[i] for key, values in encodings.items()} for i in range(len(texts))]
     # masking draws from torch's global RNG, seeded by ``train_model``: the collator's own
@@ -85,44 +83,34 @@ def continue_pretraining(
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
     loader: DataLoader[Any] = DataLoader(
         rows,  # type: ignore[arg-type]
-        batch_size=hp.batch_size,
+        batch_size=setup.hp.batch_size,
         shuffle=True,
-        generator=make_generator(hp.seed),
+        generator=make_generator(setup.hp.seed),
         collate_fn=collator,
     )
+    optimizer = adamw(mlm, setup, lr=config.mlm_learning_rate)
 
-    def batches() -> Iterator[dict[str, torch.Tensor]]:
-        while True:  # a new shuffled, newly masked pass each time the texts run out
-            yield from loader
+    def compute_loss(batch: Any, done: int) -> torch.Tensor:
+        loss: torch.Tensor = mlm(**move_batch(dict(batch), setup.device)).loss
+        return loss
 
-    parameters = [p for p in mlm.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        parameters, lr=config.mlm_learning_rate, weight_decay=hp.weight_decay
+    result = fit(
+        setup,
+        model=mlm,
+        train_loader=Cycled(loader, config.mlm_steps),
+        optimizer=optimizer,
+        scheduler=warmup_schedule(optimizer, setup, config.mlm_steps),
+        compute_loss=compute_loss,
+        epochs=1,
+        phase="mlm",
     )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.mlm_steps * hp.warmup_ratio), config.mlm_steps
-    )
-    mlm.train()
-    losses: list[float] = []
-    stream = batches()
-    for step in range(1, config.mlm_steps + 1):
-        with autocast(device):
-            loss = mlm(**move_batch(dict(next(stream)), device)).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, hp.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        callbacks.on_phase_progress(phase="mlm", done=step, total=config.mlm_steps)
-
+    losses = result.step_losses or [result.metrics["train_loss"]]
     # the base with its own pooler (masked-LM heads drop it), the encoder weights adapted
-    encoder = AutoModel.from_pretrained(base_model_dir, use_safetensors=True, dtype=torch.float32)
+    encoder = load_encoder(setup.base_model_dir)
     adapted = getattr(mlm, mlm.base_model_prefix).state_dict()
     missing, unexpected = encoder.load_state_dict(adapted, strict=False)
     if unexpected or any(not key.startswith("pooler.") for key in missing):
         raise ValueError(f"masked-LM encoder does not match the base: {missing} {unexpected}")
-    del mlm, optimizer
     return encoder.cpu().eval(), losses
 
 
@@ -136,14 +124,10 @@ def save_encoder(encoder: nn.Module, tokenizer: Any, base_model_dir: Path, dest:
     return dest
 
 
+@register
 class DomainAdaptivePretraining:
     name: str = "dapt"
     artifact_kind: ArtifactKind = "full"
-
-    def __init__(self, *, downstream: Callable[[str], Strategy]) -> None:
-        #: the strategy implementation for ``config.then``, by name (the registry's lookup,
-        #: handed in by the registry: this module does not import it)
-        self.downstream = downstream
 
     def train(self, setup: TrainingSetup, config: DaptStrategy) -> TrainedModel:
         downstream_config = STRATEGY_CONFIGS[config.then].model_validate({})
@@ -153,15 +137,7 @@ class DomainAdaptivePretraining:
         if not texts:
             raise ValueError("dapt needs in-domain texts (unlabeled_dataset_id is empty)")
         started = time.perf_counter()
-        encoder, losses = continue_pretraining(
-            setup.base_model_dir,
-            list(texts),
-            tokenizer=setup.tokenizer,
-            config=config,
-            hp=setup.hp,
-            device=setup.device,
-            callbacks=setup.callbacks,
-        )
+        encoder, losses = continue_pretraining(setup, list(texts), config)
         first, last, window = loss_window(losses)
         setup.callbacks.on_event(
             "mlm_done",
@@ -183,7 +159,7 @@ class DomainAdaptivePretraining:
             )
             seed_everything(setup.hp.seed)
             downstream = dataclasses.replace(setup, base_model_dir=adapted_dir)
-            result = self.downstream(config.then).train(downstream, downstream_config)
+            result = strategy_named(config.then).train(downstream, downstream_config)
             result = self._detach_from(result, encoder)
         return dataclasses.replace(
             result,

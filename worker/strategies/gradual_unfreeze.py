@@ -24,53 +24,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
-from transformers import get_linear_schedule_with_warmup
+from torch.optim.lr_scheduler import LambdaLR
 
 from app.contract.strategies import GradualUnfreezeStrategy
-from worker.strategies.layer_groups import (
-    group_names,
-    layer_group,
+from worker.strategies.layer_groups import group_names, layer_group, num_layers_of
+from worker.strategies.toolkit import (
+    LrScale,
+    adamw,
+    fine_tune_classifier,
     load_classifier,
-    no_decay,
-    num_layers_of,
-    text_loaders,
+    warmup_schedule,
 )
 from worker.training.callbacks import TrainingCallbacks
-from worker.training.data import move_batch
-from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
+from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 #: ULMFiT's ratio between the peak and the lowest learning rate of the slanted triangle
 STLR_RATIO = 32.0
 
 
-def discriminative_param_groups(
-    model: nn.Module, *, learning_rate: float, weight_decay: float, decay_factor: float
-) -> list[dict[str, Any]]:
-    """AdamW groups, one per (layer group, decays?), top down; each has ``group``, ``lr``."""
+def discriminative_rates(model: nn.Module, decay_factor: float) -> LrScale:
+    """Group ``k`` (0 = head) trains at ``lr / decay_factor**k``, grouped by layer group."""
     num_layers = num_layers_of(model)
     names = group_names(num_layers)
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, parameter in model.named_parameters():
+
+    def scale(name: str) -> tuple[str, float]:
         index = layer_group(name, num_layers)
-        decays = not no_decay(name, model)
-        group = groups.setdefault(
-            (index, not decays),
-            {
-                "params": [],
-                "names": [],
-                "group": names[index],
-                "lr": learning_rate / decay_factor**index,
-                "weight_decay": weight_decay if decays else 0.0,
-            },
-        )
-        group["params"].append(parameter)
-        group["names"].append(name)
-    return [groups[key] for key in sorted(groups)]
+        return names[index], 1.0 / decay_factor**index
+
+    return scale
 
 
 def slanted_triangular(
@@ -138,75 +122,44 @@ class Unfreezer:
         self.trainable = wanted
 
 
+@register
 class GradualUnfreeze:
     name: str = "gradual_unfreeze"
     artifact_kind: ArtifactKind = "full"
 
     def train(self, setup: TrainingSetup, config: GradualUnfreezeStrategy) -> TrainedModel:
-        hp, device = setup.hp, setup.device
         model = load_classifier(setup)
         unfreezer = Unfreezer(model, config, setup.callbacks)
         unfreezer.apply(1)  # phase 0: the head alone trains
-        train_loader, val_loader, max_length = text_loaders(setup, model)
-        optimizer = torch.optim.AdamW(
-            discriminative_param_groups(
-                model,
-                learning_rate=hp.effective_learning_rate(config),
-                weight_decay=hp.weight_decay,
-                decay_factor=config.lr_decay_factor,
-            )
+        optimizer = adamw(
+            model,
+            setup,
+            lr=setup.hp.effective_learning_rate(config),
+            lr_scale=discriminative_rates(model, config.lr_decay_factor),
+            include_frozen=True,
         )
-        total_steps = hp.epochs * len(train_loader)
-        scheduler: LRScheduler
-        if config.slanted_triangular:
-            scheduler = LambdaLR(optimizer, slanted_triangular(total_steps, config.cut_frac))
-        else:
-            scheduler = get_linear_schedule_with_warmup(
-                optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
-            )
+
+        def schedule(total_steps: int) -> LambdaLR:
+            if config.slanted_triangular:
+                return LambdaLR(optimizer, slanted_triangular(total_steps, config.cut_frac))
+            return warmup_schedule(optimizer, setup, total_steps)
+
         setup.callbacks.on_event(
             "layer_groups",
             f"{len(unfreezer.names)} layer groups, top down: {', '.join(unfreezer.names)}; "
             f"one more every {config.unfreeze_every} {config.unfreeze_unit}(s)",
             {"groups": unfreezer.names, "learning_rates": _group_rates(optimizer)},
         )
-
-        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-            logits: torch.Tensor = model(**move_batch(inputs, device)).logits
-            return logits
-
-        result = fit(
-            model=model,
-            forward=forward,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epochs=hp.epochs,
-            max_grad_norm=hp.max_grad_norm,
-            multilabel=setup.multilabel,
-            callbacks=setup.callbacks,
-            device=device,
-            checkpoint=setup.checkpoint,
-            on_step_begin=unfreezer,
-            plan=setup.plan,
-        )
-        model.eval()
-        return TrainedModel(
-            kind="full",
-            model=model,
-            tokenizer=setup.tokenizer,
-            task=setup.task,
-            label_names=setup.label_names,
-            base_model_dir=setup.base_model_dir,
+        return fine_tune_classifier(
+            setup,
+            model,
+            optimizer,
             strategy=self.name,
-            max_length=max_length,
-            metrics=result.metrics,
-            history=result.history,
-            selection=result.selection,
+            scheduler=schedule,
+            on_step_begin=unfreezer,
         )
 
 
 def _group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """Peak learning rate per layer group (``initial_lr``: before the schedule scales it)."""
-    return {group["group"]: float(group["initial_lr"]) for group in optimizer.param_groups}
+    """Peak learning rate per layer group (read before a schedule scales it)."""
+    return {group["group"]: float(group["lr"]) for group in optimizer.param_groups}

@@ -19,26 +19,16 @@ Contract:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from app.contract.strategies import LoraStrategy
-from worker.strategies.full import param_groups
-from worker.training.data import (
-    MULTILABEL_TASK,
-    effective_max_length,
-    make_loader,
-    move_batch,
-    tokenize_examples,
-)
-from worker.training.device import make_generator
-from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
+from worker.core.models import load_classifier
+from worker.strategies.toolkit import adamw, fine_tune_classifier
+from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 #: the attention projections LoRA adapts by default, by ``config.model_type``
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
@@ -81,21 +71,6 @@ def head_modules(model: nn.Module) -> list[str]:
     return names
 
 
-def load_classifier(base_model_dir: Path, *, label_names: list[str], multilabel: bool) -> nn.Module:
-    """The base as ``AutoModelForSequenceClassification`` with a new head for ``label_names``."""
-    model: nn.Module = AutoModelForSequenceClassification.from_pretrained(
-        base_model_dir,
-        use_safetensors=True,
-        dtype=torch.float32,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={label: index for index, label in enumerate(label_names)},
-        problem_type="multi_label_classification" if multilabel else "single_label_classification",
-        ignore_mismatched_sizes=True,
-    )
-    return model
-
-
 def build_lora_model(
     base_model_dir: Path, config: LoraStrategy, *, label_names: list[str], multilabel: bool
 ) -> PeftModel:
@@ -125,18 +100,18 @@ def trainable_fraction(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
 
 
+@register
 class LoraFineTune:
     name: str = "lora"
     artifact_kind: ArtifactKind = "lora"
 
     def train(self, setup: TrainingSetup, config: LoraStrategy) -> TrainedModel:
-        hp, device, tokenizer = setup.hp, setup.device, setup.tokenizer
         model = build_lora_model(
             setup.base_model_dir,
             config,
             label_names=setup.label_names,
-            multilabel=setup.task == MULTILABEL_TASK,
-        ).to(device)
+            multilabel=setup.multilabel,
+        ).to(setup.device)
         trainable, total = trainable_fraction(model)
         lora_config: Any = model.peft_config["default"]
         setup.callbacks.on_event(
@@ -151,65 +126,5 @@ class LoraFineTune:
                 "modules_to_save": sorted(lora_config.modules_to_save or []),
             },
         )
-        max_length = effective_max_length(tokenizer, hp.max_length, model.config)
-
-        def loader(split: Any, shuffle: bool) -> Any:
-            data = tokenize_examples(
-                split,
-                tokenizer,
-                max_length=max_length,
-                multilabel=setup.multilabel,
-                num_labels=setup.num_labels,
-            )
-            generator = make_generator(hp.seed) if shuffle else None
-            return make_loader(data, tokenizer, batch_size=hp.batch_size, generator=generator)
-
-        train_loader = loader(setup.train, True)
-        val_loader = loader(setup.validation, False)
-        optimizer = torch.optim.AdamW(
-            param_groups(
-                model,
-                learning_rate=hp.effective_learning_rate(config),
-                weight_decay=hp.weight_decay,
-                layerwise_lr_decay=1.0,
-                num_layers=int(getattr(model.config, "num_hidden_layers", 1)),
-            )
-        )
-        total_steps = hp.epochs * len(train_loader)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
-        )
-
-        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-            logits: torch.Tensor = model(**move_batch(inputs, device)).logits
-            return logits
-
-        result = fit(
-            model=model,
-            forward=forward,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epochs=hp.epochs,
-            max_grad_norm=hp.max_grad_norm,
-            multilabel=setup.multilabel,
-            callbacks=setup.callbacks,
-            device=device,
-            checkpoint=setup.checkpoint,
-            plan=setup.plan,
-        )
-        model.eval()
-        return TrainedModel(
-            kind="lora",
-            model=model,
-            tokenizer=tokenizer,
-            task=setup.task,
-            label_names=setup.label_names,
-            base_model_dir=setup.base_model_dir,
-            strategy=self.name,
-            max_length=max_length,
-            metrics=result.metrics,
-            history=result.history,
-            selection=result.selection,
-        )
+        optimizer = adamw(model, setup, lr=setup.hp.effective_learning_rate(config))
+        return fine_tune_classifier(setup, model, optimizer, strategy=self.name, kind="lora")

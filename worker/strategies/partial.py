@@ -11,24 +11,12 @@ The artifact is the whole model (``kind: full``).
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import torch
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
 from app.contract.strategies import PartialStrategy
-from worker.strategies.layer_groups import (
-    group_names,
-    layer_group,
-    load_classifier,
-    no_decay,
-    num_layers_of,
-    text_loaders,
-)
-from worker.training.data import move_batch
-from worker.training.loop import ArtifactKind, TrainedModel, TrainingSetup, fit
+from worker.strategies.layer_groups import group_names, layer_group, num_layers_of
+from worker.strategies.toolkit import adamw, fine_tune_classifier, load_classifier
+from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 
 def freeze_lower(model: nn.Module, trainable_layers: int) -> list[str]:
@@ -40,25 +28,12 @@ def freeze_lower(model: nn.Module, trainable_layers: int) -> list[str]:
     return group_names(num_layers)[: top + 1]
 
 
-def trainable_param_groups(
-    model: nn.Module, *, learning_rate: float, weight_decay: float
-) -> list[dict[str, Any]]:
-    """AdamW groups over the parameters that require grad (decayed, not decayed)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decayed = [p for n, p in named if not no_decay(n, model)]
-    plain = [p for n, p in named if no_decay(n, model)]
-    return [
-        {"params": decayed, "lr": learning_rate, "weight_decay": weight_decay},
-        {"params": plain, "lr": learning_rate, "weight_decay": 0.0},
-    ]
-
-
+@register
 class PartialFineTune:
     name: str = "partial"
     artifact_kind: ArtifactKind = "full"
 
     def train(self, setup: TrainingSetup, config: PartialStrategy) -> TrainedModel:
-        hp, device = setup.hp, setup.device
         model = load_classifier(setup)
         trained_groups = freeze_lower(model, config.trainable_layers)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -73,49 +48,5 @@ class PartialFineTune:
                 "total_parameters": total,
             },
         )
-        train_loader, val_loader, max_length = text_loaders(setup, model)
-        optimizer = torch.optim.AdamW(
-            trainable_param_groups(
-                model,
-                learning_rate=hp.effective_learning_rate(config),
-                weight_decay=hp.weight_decay,
-            )
-        )
-        total_steps = hp.epochs * len(train_loader)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, math.ceil(total_steps * hp.warmup_ratio), total_steps
-        )
-
-        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-            logits: torch.Tensor = model(**move_batch(inputs, device)).logits
-            return logits
-
-        result = fit(
-            model=model,
-            forward=forward,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epochs=hp.epochs,
-            max_grad_norm=hp.max_grad_norm,
-            multilabel=setup.multilabel,
-            callbacks=setup.callbacks,
-            device=device,
-            checkpoint=setup.checkpoint,
-            plan=setup.plan,
-        )
-        model.eval()
-        return TrainedModel(
-            kind="full",
-            model=model,
-            tokenizer=setup.tokenizer,
-            task=setup.task,
-            label_names=setup.label_names,
-            base_model_dir=setup.base_model_dir,
-            strategy=self.name,
-            max_length=max_length,
-            metrics=result.metrics,
-            history=result.history,
-            selection=result.selection,
-        )
+        optimizer = adamw(model, setup, lr=setup.hp.effective_learning_rate(config))
+        return fine_tune_classifier(setup, model, optimizer, strategy=self.name)

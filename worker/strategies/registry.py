@@ -1,9 +1,11 @@
-"""Strategy implementations by API name (must equal ``app.contract.strategies.STRATEGY_NAMES``),
-and :func:`train_model`, which runs the one named by a job's config.
+"""Every strategy, registered: importing this module imports each strategy module (each
+registers itself with :func:`worker.training.recipe.register`), and :func:`train_model` runs
+the one a job's config names.
 
-The dispatch from a name to its implementation lives here, above the strategies, so nothing
-below imports this module: ``worker.training.loop`` prepares the setup and ``dapt`` gets its
-downstream lookup from here (tests/unit/test_import_rules.py keeps the graph acyclic).
+The registry itself (:data:`STRATEGIES`, :func:`get_strategy`) lives in
+:mod:`worker.training.recipe`, below the strategies, so a strategy that needs another
+(``dapt`` and its downstream) looks it up there without importing this module.
+tests/unit/test_import_rules.py keeps the graph acyclic.
 """
 
 from __future__ import annotations
@@ -11,48 +13,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, cast
 
-from app.contract.strategies import AnyStrategy
-from worker.strategies.base import Strategy
-from worker.strategies.contrastive import Contrastive
-from worker.strategies.dann import DomainAdversarial
-from worker.strategies.dapt import DomainAdaptivePretraining
-from worker.strategies.full import FullFineTune
-from worker.strategies.gradual_unfreeze import GradualUnfreeze
-from worker.strategies.linear_probe import LinearProbe
-from worker.strategies.lora import LoraFineTune
-from worker.strategies.partial import PartialFineTune
-from worker.training.loop import TrainedModel, TrainingSetup, prepare_setup
+from app.contract.strategies import STRATEGY_NAMES, AnyStrategy
+from worker.strategies import (  # noqa: F401  (each registers itself when imported)
+    contrastive,
+    dann,
+    dapt,
+    full,
+    gradual_unfreeze,
+    linear_probe,
+    lora,
+    partial,
+)
+from worker.training.prepare import prepare_setup
+from worker.training.recipe import STRATEGIES, TrainedModel, TrainingSetup
+from worker.training.recipe import strategy_named as get_strategy
+
+__all__ = ["STRATEGIES", "get_strategy", "train_model"]
+
+if set(STRATEGIES) != STRATEGY_NAMES:
+    raise RuntimeError(
+        f"registered strategies {sorted(STRATEGIES)} differ from the API's {sorted(STRATEGY_NAMES)}"
+    )
 
 P = ParamSpec("P")
-
-
-def get_strategy(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}") from None
-
-
-STRATEGIES: dict[str, Strategy] = {
-    strategy.name: strategy
-    for strategy in (
-        FullFineTune(),
-        LinearProbe(),
-        LoraFineTune(),
-        DomainAdversarial(),
-        # looks its downstream strategy up here when it runs (so a replaced entry is used)
-        DomainAdaptivePretraining(downstream=get_strategy),
-        Contrastive(),
-        PartialFineTune(),
-        GradualUnfreeze(),
-    )
-}
 
 
 def _then_train(prepare: Callable[P, TrainingSetup]) -> Callable[P, TrainedModel]:
     def train_model(*args: P.args, **kwargs: P.kwargs) -> TrainedModel:
         """Fine-tune the base model with the strategy its config names: the arguments are
-        :func:`worker.training.loop.prepare_setup`'s, which checks them and resolves the
+        :func:`worker.training.prepare.prepare_setup`'s, which checks them and resolves the
         setup; the named implementation then trains on it."""
         config = cast(AnyStrategy, kwargs["strategy"])
         return get_strategy(config.name).train(prepare(*args, **kwargs), config)

@@ -105,6 +105,12 @@ class Checkpointer:
         self.metric = metric
         self.mode = mode
 
+    def child(self, name: str) -> Checkpointer:
+        """The checkpoints of one phase of the job, in a folder of their own."""
+        return Checkpointer(
+            self.directory / name, every_steps=self.every_steps, metric=self.metric, mode=self.mode
+        )
+
     # ---- writing -------------------------------------------------------------------------
     def due(self, step: int) -> bool:
         return step % self.every_steps == 0

@@ -16,7 +16,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch.nn import functional as F
 
-from worker.training.data import Examples
+from worker.core.data import Examples
 
 #: a label is predicted when its sigmoid score reaches this (multilabel), unless tuned
 MULTILABEL_THRESHOLD = 0.5
