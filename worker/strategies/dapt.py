@@ -78,20 +78,27 @@ def continue_pretraining(
         return_special_tokens_mask=True,
     )
     rows = [{key: values[i] for key, values in encodings.items()} for i in range(len(texts))]
-    # masking draws from torch's global RNG, seeded by ``train_model``: the collator's own
-    # ``seed`` refuses to run inside a Celery pool process (it expects DataLoader workers)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
     loader: DataLoader[Any] = DataLoader(
         rows,  # type: ignore[arg-type]
         batch_size=setup.hp.batch_size,
         shuffle=True,
         generator=make_generator(setup.hp.seed),
-        collate_fn=collator,
+        collate_fn=lambda batch: dict(tokenizer.pad(batch, return_tensors="pt")),
     )
+    # tokens are masked when a batch trains, not when it is loaded: a resumed phase skips the
+    # batches done before (loading them again) without drawing masks, so the global RNG,
+    # restored from the checkpoint, draws the masks an uninterrupted run would. (The
+    # collator's own ``seed`` refuses to run inside a Celery pool process.)
+    masking = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability)
     optimizer = adamw(mlm, setup, lr=config.mlm_learning_rate)
 
-    def compute_loss(batch: Any, done: int) -> torch.Tensor:
-        loss: torch.Tensor = mlm(**move_batch(dict(batch), setup.device)).loss
+    def compute_loss(batch: dict[str, torch.Tensor], done: int) -> torch.Tensor:
+        inputs = dict(batch)
+        special = inputs.pop("special_tokens_mask")
+        inputs["input_ids"], inputs["labels"] = masking.torch_mask_tokens(
+            inputs["input_ids"], special_tokens_mask=special
+        )
+        loss: torch.Tensor = mlm(**move_batch(inputs, setup.device)).loss
         return loss
 
     result = fit(
