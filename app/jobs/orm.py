@@ -29,7 +29,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
-        # the fair claim's "which tenant started a job least recently" (worker/job_store.py)
+        # the fair claim's "which tenant started a job least recently" (app/jobs/fair_order.py)
         Index("ix_jobs_tenant_started", "tenant_id", "started_at"),
     )
 
