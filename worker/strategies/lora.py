@@ -12,9 +12,8 @@ Contract:
   module of the classification model outside the encoder (``classifier``, ``pre_classifier``,
   deberta's ``pooler``) plus the encoder's ``pooler`` when it has one. peft trains copies of
   them; the originals stay untouched.
-- Training is :func:`worker.training.loop.fit` with AdamW over the trainable parameters only,
-  linear warmup then linear decay. The result is a ``TrainedModel`` of kind ``lora`` whose
-  ``model`` is the (unmerged) ``PeftModel``; the artifact holds only the adapter and the head.
+- AdamW over the trainable parameters only, warmup then linear decay. The ``lora`` result's
+  ``model`` is the unmerged ``PeftModel``; the artifact holds only the adapter and the head.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from torch import nn
 
 from app.contract.strategies import LoraStrategy
 from worker.core.models import load_classifier
-from worker.strategies.toolkit import adamw, fine_tune_classifier
+from worker.strategies.toolkit import adamw, fine_tune_classifier, parameter_counts
 from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 #: the attention projections LoRA adapts by default, by ``config.model_type``
@@ -91,15 +90,6 @@ def build_lora_model(
     return peft_model
 
 
-def trainable_fraction(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts, as peft's ``print_trainable_parameters`` says."""
-    if isinstance(model, PeftModel):
-        trainable, total = model.get_nb_trainable_parameters()
-        return int(trainable), int(total)
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-
-
 @register
 class LoraFineTune:
     name: str = "lora"
@@ -112,7 +102,7 @@ class LoraFineTune:
             label_names=setup.label_names,
             multilabel=setup.multilabel,
         ).to(setup.device)
-        trainable, total = trainable_fraction(model)
+        trainable, total = parameter_counts(model)
         lora_config: Any = model.peft_config["default"]
         setup.callbacks.on_event(
             "lora_ready",

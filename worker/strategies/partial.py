@@ -15,7 +15,12 @@ from torch import nn
 
 from app.contract.strategies import PartialStrategy
 from worker.strategies.layer_groups import group_names, layer_group, num_layers_of
-from worker.strategies.toolkit import adamw, fine_tune_classifier, load_classifier
+from worker.strategies.toolkit import (
+    adamw,
+    fine_tune_classifier,
+    load_classifier,
+    parameter_counts,
+)
 from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
 
@@ -36,8 +41,7 @@ class PartialFineTune:
     def train(self, setup: TrainingSetup, config: PartialStrategy) -> TrainedModel:
         model = load_classifier(setup)
         trained_groups = freeze_lower(model, config.trainable_layers)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
+        trainable, total = parameter_counts(model)
         setup.callbacks.on_event(
             "frozen",
             f"training {', '.join(trained_groups)} ({trainable}/{total} parameters); "

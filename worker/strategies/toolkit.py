@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from peft import PeftModel
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import get_linear_schedule_with_warmup
@@ -262,3 +263,13 @@ def train_head(
         pooling=pooling,
         backbone=backbone,
     )
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; a PEFT model counts as peft's
+    ``print_trainable_parameters`` says (its copies of the head count once)."""
+    if isinstance(model, PeftModel):
+        trainable, total = model.get_nb_trainable_parameters()
+        return int(trainable), int(total)
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
