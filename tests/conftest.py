@@ -118,3 +118,54 @@ def configure(
     for key, value in extra.items():
         monkeypatch.setenv(f"TUNESERVE_{key.upper()}", value)
     reset_caches()
+
+
+# -- tiny random models (built once per session; worker.testing_models imports torch lazily) --
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ResNetForImageClassification directory (3 classes, 32 px processor)."""
+    from worker.testing_models import tiny_resnet_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-resnet"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ViTForImageClassification directory (32 px, 8 px patches)."""
+    from worker.testing_models import tiny_vit_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-vit"))
+
+
+@pytest.fixture(scope="session")
+def tiny_convnext_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ConvNextForImageClassification directory."""
+    from worker.testing_models import tiny_convnext_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-convnext"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mobilenet_v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MobileNetV2ForImageClassification directory (torchvision-style padding)."""
+    from worker.testing_models import tiny_mobilenet_v2_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-mobilenet-v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIPModel directory with its CLIPProcessor (BPE tokenizer + 32 px images)."""
+    from worker.testing_models import tiny_clip_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random GPT-2 (2 layers, 32 wide) with a byte-level BPE tokenizer; no pad token."""
+    from worker.testing_models import tiny_gpt2_dir as build
+
+    return build(tmp_path_factory.mktemp("tiny-gpt2"))

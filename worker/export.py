@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
-
 from worker.artifacts import write_artifact
+from worker.core.models import load_tokenizer
 from worker.serving.predictor import ArtifactError, load_lora_model, read_manifest
 from worker.training.recipe import TrainedModel
 
@@ -55,7 +54,7 @@ def export_merged(
     trained = TrainedModel(
         kind="full",
         model=merged,
-        tokenizer=AutoTokenizer.from_pretrained(model_dir),
+        tokenizer=load_tokenizer(model_dir),
         task=manifest["task"],
         label_names=list(manifest["labels"]),
         base_model_dir=Path(base_model.get("path") or ""),

@@ -28,8 +28,9 @@ import torch
 
 from app.atomic import atomic_dir
 from app.contract.hyperparameters import Hyperparameters
+from app.contract.tasks import MULTILABEL_TASKS
 from app.jobs.reports import PLOTS_DIR, REPORT_FILE
-from worker.core.data import MULTILABEL_TASK, Examples, label_tensor
+from worker.core.data import Examples, label_tensor
 from worker.core.device import autocast
 from worker.core.pooling import PoolingMode
 from worker.evaluation.calibration import Calibration, fit_calibration
@@ -68,6 +69,8 @@ class FinalEvaluation:
 
 
 def predict_inputs(examples: Examples) -> PredictInputs:
+    if examples.images is not None:
+        return list(examples.images)
     if examples.text_pairs is not None:
         return [(a, b) for a, b in zip(examples.texts, examples.text_pairs, strict=True)]
     return list(examples.texts)
@@ -120,7 +123,7 @@ def final_evaluation(
 ) -> FinalEvaluation:
     """Calibration, the validation and test reports, and (with ``check_precision``) how
     often the served forward in each reduced precision agrees with float32."""
-    multilabel = trained.task == MULTILABEL_TASK
+    multilabel = trained.task in MULTILABEL_TASKS
     logits_of = served_logits(
         trained, device=device, batch_size=hp.batch_size, feature_cache=feature_cache
     )
@@ -170,7 +173,7 @@ def serving_precision(
     inputs = predict_inputs(validation)
     return check_precision(
         lambda dtype: predictor.logits(inputs, dtype=dtype),
-        multilabel=trained.task == MULTILABEL_TASK,
+        multilabel=trained.task in MULTILABEL_TASKS,
         device=device,
         dtypes=dtypes,
     )

@@ -301,6 +301,6 @@ def _examples(
     full = _read(train_ds, job, storage, label_names)
     if val_ds is not None:
         return full, _read(val_ds, job, storage, label_names)
-    if len(full.texts) < 4:
+    if len(full) < 4:
         raise JobInputError("The dataset is too small to split off a validation set.")
     return split(full, fraction=hp.validation_fraction, seed=hp.seed, task=job.task)

@@ -119,3 +119,26 @@ def learnable_label_sets(n: int) -> tuple[list[str], list[list[int]]]:
         texts.append(" ".join(words))
         labels.append({0: [0], 1: [1], 2: [0, 1]}[kind])
     return texts, labels
+
+
+def learnable_images(n_per_class: int, seed: int, size: int = 32) -> tuple[list[bytes], list[str]]:
+    """PNG images and their label names: class ``A`` images are mostly red, ``B`` mostly blue,
+    each with a random bright square and noise; order is shuffled."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[bytes, str]] = []
+    for label, channel in (("A", 0), ("B", 2)):
+        for _ in range(n_per_class):
+            pixels = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)
+            pixels[..., channel] = rng.integers(150, 256, size=(size, size), dtype=np.uint8)
+            x, y = rng.integers(0, size // 2, size=2)
+            pixels[y : y + size // 4, x : x + size // 4] = 255
+            buffer = io.BytesIO()
+            Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+            rows.append((buffer.getvalue(), label))
+    order = rng.permutation(len(rows))
+    return [rows[i][0] for i in order], [rows[i][1] for i in order]

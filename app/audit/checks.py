@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.audit.scan import Scan
-from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK, TEXT_CLASSIFICATION
+from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK, TEXT_CLASSIFICATION
 from app.datasets.orm import Dataset
 from app.jobs.schemas import AuditFinding, JobCreate
 
@@ -76,7 +76,7 @@ def check_class_imbalance(ctx: Context) -> list[AuditFinding]:
     ratio = most / max(least, 1)
     if ratio < IMBALANCE_RATIO:
         return []
-    unit = "positive examples" if ctx.dataset.task == MULTILABEL_TASK else "examples"
+    unit = "positive examples" if ctx.dataset.task in MULTILABEL_TASKS else "examples"
     weights = ctx.body.hyperparameters.class_weights
     message = (
         f"Classes are imbalanced: {big!r} has {most} training {unit}, {small!r} has {least} "
@@ -139,7 +139,7 @@ def check_few_examples(ctx: Context) -> list[AuditFinding]:
         return []
     counts = ctx.scan.label_counts
     few = sorted((n for n, c in counts.items() if c < FEW_EXAMPLES), key=lambda n: (counts[n], n))
-    multilabel = ctx.dataset.task == MULTILABEL_TASK
+    multilabel = ctx.dataset.task in MULTILABEL_TASKS
     kind, unit = ("labels", "positive examples") if multilabel else ("classes", "examples")
     out: list[AuditFinding] = []
     if few:

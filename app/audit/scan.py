@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from app.audit.tokens import TextPair, count_tokens, within_budget
-from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK
+from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK
 
 #: example texts shown (duplicates, overlaps), each cut to this many characters
 MAX_EXAMPLES = 5
@@ -138,7 +138,7 @@ def _overlaps(
 def scan(req: ScanRequest) -> Scan:
     """One pass over each file: label counts, duplicates, overlaps, a token-count sample."""
     pair = req.task == PAIR_TASK
-    label = "labels" if req.task == MULTILABEL_TASK else "label"
+    label = "labels" if req.task in MULTILABEL_TASKS else "label"
     with pq.ParquetFile(req.train.path) as pf:
         n = pf.metadata.num_rows
     order = random.Random(TOKEN_SAMPLE_SEED).sample(range(n), min(n, TOKEN_SAMPLE))

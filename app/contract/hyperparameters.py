@@ -104,6 +104,16 @@ class Hyperparameters(BaseModel):
         description="Also evaluate every this many optimisation steps (besides every epoch "
         "end); each evaluation counts for selection and early stopping.",
     )
+    random_resized_crop: bool = Field(
+        True,
+        description="Image tasks: train on a random crop of 35-100% of each image's area "
+        "(aspect 3:4 to 4:3), resized back, drawn anew every epoch.",
+    )
+    horizontal_flip: bool = Field(
+        True,
+        description="Image tasks: mirror each training image left-right with probability "
+        "0.5. Turn it off where a flip changes the label (text in images, left/right arrows).",
+    )
     class_weights: Literal["auto"] | dict[str, float] | None = Field(
         None,
         description="Weights of the training loss. 'auto' weights each class by "

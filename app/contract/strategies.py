@@ -13,18 +13,25 @@ from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.contract.tasks import LABELED_TEXT_TASKS, TEXT_CLASSIFICATION, UNLABELED_TEXT
+from app.contract.tasks import (
+    LABELED_TASKS,
+    LABELED_TEXT_TASKS,
+    TEXT_CLASSIFICATION,
+    UNLABELED_TEXT,
+)
 
 
 class _Strategy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    #: tasks the strategy can train on
-    supported_tasks: ClassVar[frozenset[str]] = LABELED_TEXT_TASKS
+    #: tasks the strategy can train on (text and image classification unless it says)
+    supported_tasks: ClassVar[frozenset[str]] = LABELED_TASKS
     #: learning rate used when ``hyperparameters.learning_rate`` is not given
     default_learning_rate: ClassVar[float] = 2e-5
     #: fields naming another dataset the job needs, and the task that dataset must have
     aux_datasets: ClassVar[dict[str, str]] = {}
+    #: trains a masked-LM head on the base, which only encoders have (not GPT-style decoders)
+    needs_masked_lm: ClassVar[bool] = False
 
     def aux_dataset_ids(self) -> dict[str, str]:
         """``{field: dataset_id}`` of the other datasets this strategy reads."""
@@ -52,12 +59,13 @@ class LinearProbeStrategy(_Strategy):
 
     name: Literal["linear_probe"] = "linear_probe"
     default_learning_rate: ClassVar[float] = 1e-2
-    pooling: Literal["auto", "mean", "cls", "pooler"] = Field(
+    pooling: Literal["auto", "mean", "cls", "pooler", "last"] = Field(
         "auto",
         description=(
             "How token states become one feature vector. 'auto' pools the way the base was "
             "trained: a sentence-transformers directory says so in 1_Pooling/config.json "
-            "(all-MiniLM-L6-v2: mean); otherwise the [CLS] state."
+            "(all-MiniLM-L6-v2: mean); a decoder (GPT-2 style) pools its last real token "
+            "('last'); otherwise the [CLS] state."
         ),
     )
 
@@ -150,6 +158,8 @@ class DaptStrategy(_Strategy):
     """Continued masked-LM pretraining on in-domain text, then a downstream strategy."""
 
     name: Literal["dapt"] = "dapt"
+    supported_tasks: ClassVar[frozenset[str]] = LABELED_TEXT_TASKS  # masked-LM: text only
+    needs_masked_lm: ClassVar[bool] = True
     aux_datasets: ClassVar[dict[str, str]] = {"unlabeled_dataset_id": UNLABELED_TEXT}
     unlabeled_dataset_id: str = Field(
         description="An unlabeled-text dataset of in-domain text for the masked-LM phase."

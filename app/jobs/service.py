@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.run import audit_job
+from app.base_models.decoders import is_decoder_config
 from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.contract.hyperparameters import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
-from app.contract.tasks import MULTILABEL_TASK
+from app.contract.tasks import MULTILABEL_TASKS
 from app.datasets.orm import Dataset
 from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -72,6 +73,15 @@ def validate_submission(
             details={"field": "base_model"},
         )
     strategy = body.strategy
+    decoder = is_decoder_config(
+        {"model_type": base.model_type, "architectures": [base.architecture]}
+    )
+    if strategy.needs_masked_lm and decoder:
+        raise InvalidInput(
+            f"Strategy {strategy.name!r} continues masked-LM pretraining, which needs an encoder "
+            f"base (BERT family); {base.id!r} is a decoder ({base.model_type}).",
+            details={"field": "base_model"},
+        )
     if dataset.task not in strategy.supported_tasks:
         raise InvalidInput(
             f"Strategy {strategy.name!r} cannot train on a {dataset.task!r} dataset; it needs "
@@ -135,7 +145,7 @@ def _check_evaluation_dataset(
 
 def check_selection_metric(metric: str, task: str, *, field: str) -> None:
     """A 422 naming ``field`` when ``metric`` does not exist for the task."""
-    multilabel = task == MULTILABEL_TASK
+    multilabel = task in MULTILABEL_TASKS
     if (multilabel and metric in SINGLE_LABEL_METRICS) or (
         not multilabel and metric in MULTILABEL_METRICS
     ):

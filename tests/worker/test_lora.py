@@ -185,8 +185,9 @@ def test_default_target_modules_per_architecture(tiny_bert_dir: Path) -> None:
     assert default_target_modules("distilbert") == ["q_lin", "v_lin"]
     assert default_target_modules("deberta-v2") == ["query_proj", "value_proj"]
     assert default_target_modules("xlm-roberta") == ["query", "value"]
-    with pytest.raises(ValueError, match=r"'gpt2'.*target_modules"):
-        default_target_modules("gpt2")
+    assert default_target_modules("gpt2") == ["c_attn"]
+    with pytest.raises(ValueError, match=r"'mamba'.*target_modules"):
+        default_target_modules("mamba")
     custom = build_lora_model(
         tiny_bert_dir,
         LoraStrategy(target_modules=["key"], r=4),

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from app.contract.tasks import MULTILABEL_TASK, PAIR_TASK
+from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK
 
 #: a batch: model inputs (``input_ids``, ``attention_mask``, ...) and the label tensor
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -22,16 +22,19 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 @dataclass
 class Examples:
-    """One split of a text dataset, with labels as indices into the job's label names."""
+    """One split of a dataset, with labels as indices into the job's label names: texts, or
+    images (``texts`` empty) for the image tasks."""
 
     texts: list[str]
-    #: class index (single-label) or list of label indices (text-multilabel)
+    #: class index (single-label) or list of label indices (multi-label tasks)
     labels: list[int] | list[list[int]]
     #: second text of each pair (text-pair-classification); tokenized as a pair
     text_pairs: list[str] | None = None
+    #: image tasks: each example's stored image (PNG bytes of an RGB copy)
+    images: list[bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.images) if self.images is not None else len(self.texts)
 
 
 def effective_max_length(tokenizer: Any, requested: int, model_config: Any = None) -> int:
@@ -48,15 +51,16 @@ def effective_max_length(tokenizer: Any, requested: int, model_config: Any = Non
 
 def validate_examples(examples: Examples, *, task: str, num_labels: int, split: str) -> None:
     """Raise ``ValueError`` when a split does not fit the task or the label set."""
-    if len(examples.labels) != len(examples.texts):
-        raise ValueError(f"{split}: {len(examples.texts)} texts but {len(examples.labels)} labels")
+    if len(examples.labels) != len(examples):
+        what = "images" if examples.images is not None else "texts"
+        raise ValueError(f"{split}: {len(examples)} {what} but {len(examples.labels)} labels")
     pairs = examples.text_pairs
     if task == PAIR_TASK and (pairs is None or len(pairs) != len(examples.texts)):
         raise ValueError(f"{split}: text-pair-classification needs one text_pair per text")
     for label in examples.labels:
         indices = label if isinstance(label, list) else [label]
-        if (task == MULTILABEL_TASK) != isinstance(label, list):
-            kind = "a list of label indices" if task == MULTILABEL_TASK else "one class index"
+        if (task in MULTILABEL_TASKS) != isinstance(label, list):
+            kind = "a list of label indices" if task in MULTILABEL_TASKS else "one class index"
             raise ValueError(f"{split}: task {task} takes {kind} per example, got {label!r}")
         if any(not 0 <= index < num_labels for index in indices):
             raise ValueError(f"{split}: label index out of range 0..{num_labels - 1}: {label}")

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from app.atomic import atomic_file
-from app.contract.tasks import MULTILABEL_TASK
+from app.contract.tasks import MULTILABEL_TASKS
 
 PLOT_NAMES = ("curves", "confusion_matrix", "calibration")
 #: at most this many labels are drawn; beyond it the best-supported ones are shown
@@ -37,7 +37,7 @@ def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[str]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     split_name, split = _split(report)
-    multilabel = report.get("task") == MULTILABEL_TASK or "label_confusion" in split
+    multilabel = report.get("task") in MULTILABEL_TASKS or "label_confusion" in split
     figures = {
         "curves": _curves(report),
         "confusion_matrix": _confusion(split, split_name),

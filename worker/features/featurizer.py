@@ -17,16 +17,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel
 
 from worker.core.data import Examples, TokenizedExamples, make_loader, move_batch
 from worker.core.device import autocast
+from worker.core.images import decode, pixel_inputs
+from worker.core.models import load_encoder
 from worker.core.pooling import PoolingMode, pool
 from worker.features.identity import (
     FeatureSpace,
     autocast_dtype,
     directory_weights_identity,
-    example_keys,
+    keys_of,
     module_weights_identity,
     tokenizer_identity,
 )
@@ -69,9 +70,31 @@ def extract_features(
     return torch.cat(chunks)
 
 
+def extract_image_features(
+    backbone: nn.Module,
+    images: list[bytes],
+    processor: Any,
+    *,
+    pooling: PoolingMode,
+    batch_size: int,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """One pass of an image backbone over stored images: ``[len(images), hidden]`` float32."""
+    chunks: list[torch.Tensor] = []
+    with torch.inference_mode(), autocast(device):
+        for start in range(0, len(images), batch_size):
+            batch = [decode(image) for image in images[start : start + batch_size]]
+            inputs = move_batch(pixel_inputs(processor, batch), device)
+            chunks.append(pool(backbone(**inputs), None, pooling).float())
+            if progress is not None:
+                progress(start + len(batch))
+    return torch.cat(chunks)
+
+
 def load_frozen_encoder(base_model_dir: Path, device: torch.device) -> nn.Module:
-    """The base's encoder (``AutoModel``, fp32, safetensors only), frozen, in eval mode."""
-    encoder = AutoModel.from_pretrained(base_model_dir, use_safetensors=True, dtype=torch.float32)
+    """The base's encoder (fp32, safetensors only; CLIP's vision tower), frozen, in eval mode."""
+    encoder: nn.Module = load_encoder(base_model_dir)
     encoder.to(device).eval().requires_grad_(False)
     return encoder
 
@@ -160,6 +183,16 @@ class Featurizer:
         return self._space
 
     def _compute(self, examples: Examples, rows: list[int], progress: Progress) -> torch.Tensor:
+        if examples.images is not None:
+            return extract_image_features(
+                self.encoder(),
+                [examples.images[row] for row in rows],
+                self.tokenizer,
+                pooling=self.pooling,
+                batch_size=self.batch_size,
+                device=self.device,
+                progress=progress,
+            )
         texts = [examples.texts[row] for row in rows]
         pairs = examples.text_pairs
         encodings = self.tokenizer(
@@ -216,7 +249,7 @@ class Featurizer:
         unique: dict[bytes, int] = {}
         inverse: list[list[int]] = []
         for split in splits:
-            keys = example_keys(split.texts, split.text_pairs)
+            keys = keys_of(split)
             inverse.append([unique.setdefault(key, len(unique)) for key in keys])
         keys_in_order = list(unique)
         try:

@@ -35,6 +35,7 @@ TOKENIZER_FILES = frozenset(
         "vocab.txt",
         "vocab.json",
         "merges.txt",
+        "preprocessor_config.json",  # an image processor: resizing, cropping, normalisation
     }
 )
 _CHUNK = 1 << 20
@@ -158,6 +159,19 @@ class FeatureSpace:
     @property
     def namespace(self) -> str:
         return hashlib.sha256(json.dumps(self.parts(), sort_keys=True).encode()).hexdigest()
+
+
+def image_keys(images: Sequence[bytes]) -> list[bytes]:
+    """One 32-byte key per stored image: the sha256 of its bytes (domain-separated from the
+    text keys)."""
+    return [hashlib.sha256(b"tuneserve-image-v1\0" + image).digest() for image in images]
+
+
+def keys_of(examples: Any) -> list[bytes]:
+    """The keys of a split's examples: its images', or its texts' (and text pairs')."""
+    if examples.images is not None:
+        return image_keys(examples.images)
+    return example_keys(examples.texts, examples.text_pairs)
 
 
 def example_keys(texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[bytes]:

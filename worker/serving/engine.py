@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from app.contract.tasks import MULTILABEL_TASKS
 from app.inference.protocol import InferReply
-from worker.core.data import MULTILABEL_TASK
 from worker.serving import metrics
 from worker.serving.outputs import predictions_from_logits
 from worker.serving.scheduler import Batch, Pending, Scheduler
@@ -128,7 +128,7 @@ class Engine:
         predictions = predictions_from_logits(
             stacked,
             labels=member.labels,
-            multilabel=member.task == MULTILABEL_TASK,
+            multilabel=member.task in MULTILABEL_TASKS,
             calibration=member.calibration,
             top_k=pending.request.top_k,
         )

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS, PAIR_TASK
 from worker.artifacts import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -24,15 +25,17 @@ from worker.artifacts import (
     MANIFEST_NAME,
     sha256_file,
 )
-from worker.core.data import MULTILABEL_TASK, PAIR_TASK, effective_max_length, move_batch
+from worker.core.data import effective_max_length, move_batch
 from worker.core.device import autocast, autocast_as, select_device
-from worker.core.models import load_classifier
+from worker.core.images import decode, pixel_inputs
+from worker.core.models import load_classifier, load_encoder, load_processor
 from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
 from worker.serving.outputs import predictions_from_logits
 from worker.training.recipe import TrainedModel
 
-PredictInputs = list[str] | list[tuple[str, str]] | list[list[str]]
+#: texts, text pairs, or (image tasks) encoded image files
+PredictInputs = list[str] | list[tuple[str, str]] | list[list[str]] | list[bytes]
 
 
 class ArtifactError(ValueError):
@@ -50,7 +53,8 @@ class ProbeClassifier(nn.Module):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         outputs = self.backbone(**inputs)
-        logits: torch.Tensor = self.head(pool(outputs, inputs["attention_mask"], self.pooling))
+        pooled = pool(outputs, inputs.get("attention_mask"), self.pooling)
+        logits: torch.Tensor = self.head(pooled)
         return logits
 
 
@@ -84,6 +88,11 @@ class Predictor:
         self.nbytes: int = sum(t.numel() * t.element_size() for t in tensors)
 
     def _encode(self, batch: Sequence[Any]) -> dict[str, torch.Tensor]:
+        if self.task in IMAGE_TASKS:
+            if not all(isinstance(item, bytes) for item in batch):
+                raise ValueError(f"task {self.task} takes image files")
+            images = [decode(item) for item in batch]
+            return move_batch(pixel_inputs(self.tokenizer, images), self.device)
         if self.task == PAIR_TASK:
             if not all(not isinstance(item, str) and len(item) == 2 for item in batch):
                 raise ValueError("text-pair-classification takes [text, text_pair] inputs")
@@ -121,7 +130,7 @@ class Predictor:
         return predictions_from_logits(
             self.logits(inputs),
             labels=self.labels,
-            multilabel=self.task == MULTILABEL_TASK,
+            multilabel=self.task in MULTILABEL_TASKS,
             calibration=self.calibration,
             top_k=top_k,
         )
@@ -185,7 +194,7 @@ def load_lora_model(
     base = load_classifier(
         encoder_dir(manifest, resolve_base, model_dir),
         label_names=list(manifest["labels"]),
-        multilabel=manifest["task"] == MULTILABEL_TASK,
+        multilabel=manifest["task"] in MULTILABEL_TASKS,
     )
     model: nn.Module = PeftModel.from_pretrained(base, model_dir, is_trainable=False)
     return model.eval()
@@ -201,24 +210,23 @@ def load_predictor(
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     device = select_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    images = manifest["task"] in IMAGE_TASKS
+    tokenizer = load_processor(model_dir, images=images)
     model: nn.Module
     if manifest["kind"] == "full":
-        full = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, use_safetensors=True, dtype=torch.float32
+        auto: Any = (
+            AutoModelForImageClassification if images else AutoModelForSequenceClassification
         )
+        full = auto.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32)
         config, model = full.config, full
     elif manifest["kind"] == "lora":
         model = load_lora_model(manifest, model_dir, resolve_base)
         config = model.config
     else:
         spec = manifest["head"]
-        backbone = AutoModel.from_pretrained(
-            encoder_dir(manifest, resolve_base, model_dir),
-            use_safetensors=True,
-            dtype=torch.float32,
-        )
-        if getattr(backbone.config, "hidden_size", None) != int(spec["in_features"]):
+        backbone = load_encoder(encoder_dir(manifest, resolve_base, model_dir))
+        hidden = getattr(backbone.config, "hidden_size", None)
+        if not images and hidden != int(spec["in_features"]):
             raise ArtifactError("the base model's hidden size does not match the head")
         head = nn.Linear(int(spec["in_features"]), int(spec["out_features"]))
         head.load_state_dict(load_file(str(model_dir / spec["file"])))
@@ -229,7 +237,9 @@ def load_predictor(
         tokenizer=tokenizer,
         task=manifest["task"],
         labels=list(manifest["labels"]),
-        max_length=effective_max_length(tokenizer, int(manifest["max_length"]), config),
+        max_length=(
+            0 if images else effective_max_length(tokenizer, int(manifest["max_length"]), config)
+        ),
         device=device,
         calibration=_calibration(manifest, model_dir),
     )
@@ -249,9 +259,7 @@ def predictor_from_trained(trained: TrainedModel, *, device: torch.device) -> Pr
     if trained.kind == "head":
         backbone = trained.backbone
         if backbone is None:
-            backbone = AutoModel.from_pretrained(
-                trained.base_model_dir, use_safetensors=True, dtype=torch.float32
-            )
+            backbone = load_encoder(trained.base_model_dir)
         assert isinstance(trained.model, nn.Linear)
         pooling: PoolingMode = trained.pooling or "mean"  # type: ignore[assignment]
         model = ProbeClassifier(backbone, trained.model, pooling)

@@ -27,10 +27,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from app.contract.tasks import MULTILABEL_TASKS
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from worker.core.data import MULTILABEL_TASK, effective_max_length
+from worker.core.data import effective_max_length
+from worker.core.models import load_tokenizer
 from worker.evaluation.calibration import Calibration
 from worker.features.identity import is_tokenizer_file
 from worker.serving.backbone import Backbone, tensor_bytes
@@ -237,7 +239,7 @@ class ModelRegistry:
         config.label2id = {label: i for i, label in enumerate(labels)}
         config.problem_type = (
             "multi_label_classification"
-            if manifest["task"] == MULTILABEL_TASK
+            if manifest["task"] in MULTILABEL_TASKS
             else "single_label_classification"
         )
         saved = load_file(str(model_dir / ADAPTER_WEIGHTS))
@@ -277,6 +279,6 @@ class ModelRegistry:
         key = hashlib.sha256(repr(listed).encode()).hexdigest()
         found = self._tokenizers.get(key)
         if found is None:
-            found = AutoTokenizer.from_pretrained(model_dir)
+            found = load_tokenizer(model_dir)
             self._tokenizers[key] = found
         return found

@@ -25,7 +25,7 @@ from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 
 from app.contract.strategies import LoraStrategy
-from worker.core.models import load_classifier
+from worker.core.models import load_classifier, reads_images_dir
 from worker.strategies.toolkit import adamw, fine_tune_classifier, parameter_counts
 from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
 
@@ -40,7 +40,17 @@ DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
     "distilbert": ["q_lin", "v_lin"],
     "deberta-v2": ["query_proj", "value_proj"],
     "mpnet": ["q", "v"],
+    "gpt2": ["c_attn"],  # GPT-2's fused query-key-value projection (a Conv1D)
+    # image models: attention projections (the names differ across transformers versions),
+    # or a CNN's pointwise layers (PEFT adapts Linear and ungrouped Conv2d layers)
+    "vit": ["q_proj", "v_proj", "query", "value"],
+    "clip": ["q_proj", "v_proj"],
+    "convnext": ["pwconv1", "pwconv2"],
+    "resnet": ["convolution"],
+    "mobilenet_v2": ["expand_1x1.convolution", "reduce_1x1.convolution"],
 }
+#: architectures whose adapted layers store their weight transposed (``transformers``' Conv1D)
+FAN_IN_FAN_OUT = frozenset({"gpt2"})
 
 
 def default_target_modules(model_type: str) -> list[str]:
@@ -55,9 +65,20 @@ def default_target_modules(model_type: str) -> list[str]:
         ) from None
 
 
+def present_targets(model: nn.Module, targets: list[str]) -> list[str]:
+    """The ``targets`` some module of ``model`` is named by (its name ends with the target)."""
+    names = [name for name, _ in model.named_modules()]
+    return [t for t in targets if any(n == t or n.endswith(f".{t}") for n in names)]
+
+
 def head_modules(model: nn.Module) -> list[str]:
-    """Full names of the head's modules: trained in full (``modules_to_save``), not adapted."""
+    """Full names of the head's modules: trained in full (``modules_to_save``), not adapted.
+    The encoder is the ``base_model_prefix`` child, else the child with the most weights
+    (CLIP's classifier keeps its ``vision_model``)."""
+    children = dict(model.named_children())
     encoder_name = getattr(model, "base_model_prefix", "")
+    if encoder_name not in children:
+        encoder_name = max(children, key=lambda n: sum(p.numel() for p in children[n].parameters()))
     names = [
         name
         for name, child in model.named_children()
@@ -76,14 +97,18 @@ def build_lora_model(
     """The base classification model wrapped with fresh LoRA adapters and a trainable head."""
     model = load_classifier(base_model_dir, label_names=label_names, multilabel=multilabel)
     model_type = str(getattr(model.config, "model_type", ""))
+    images = reads_images_dir(base_model_dir)
+    targets = config.target_modules or present_targets(model, default_target_modules(model_type))
     lora_config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        # image classifiers take pixel_values: peft's generic model passes inputs through
+        task_type=None if images else TaskType.SEQ_CLS,
         r=config.r,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
-        target_modules=list(config.target_modules or default_target_modules(model_type)),
+        target_modules=list(targets),
         modules_to_save=head_modules(model),
         bias="none",
+        fan_in_fan_out=model_type in FAN_IN_FAN_OUT,
     )
     peft_model = get_peft_model(model, lora_config)
     assert isinstance(peft_model, PeftModel)

@@ -20,6 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 from worker.core.data import Examples, label_tensor, make_loader, move_batch, tokenize_examples
 from worker.core.data import effective_max_length as _effective_max_length
 from worker.core.device import make_generator
+from worker.core.images import image_loader, pixel_inputs
 from worker.core.models import load_classifier as _load_classifier
 from worker.features import Featurizer
 from worker.training.loop import FitResult, Forward, fit
@@ -38,7 +39,10 @@ def load_classifier(setup: TrainingSetup) -> Any:
 
 
 def max_length_for(setup: TrainingSetup, model_config: Any) -> int:
-    """The job's ``max_length`` capped by the tokenizer's and the model's own maximum."""
+    """The job's ``max_length`` capped by the tokenizer's and the model's own maximum (image
+    tasks: 0, they have no tokens)."""
+    if setup.images:
+        return 0
     return _effective_max_length(setup.tokenizer, setup.hp.max_length, model_config)
 
 
@@ -64,21 +68,54 @@ def text_loader(
     return make_loader(data, setup.tokenizer, batch_size=setup.hp.batch_size, generator=generator)
 
 
-def text_loaders(
+def example_loaders(
     setup: TrainingSetup, model_config: Any
 ) -> tuple[DataLoader[Any], DataLoader[Any], int]:
-    """Train (shuffled by ``hp.seed``) and validation loaders, and the truncation length."""
+    """Train (shuffled by ``hp.seed``) and validation loaders of the job's texts or images,
+    and the truncation length (0 for images)."""
     max_length = max_length_for(setup, model_config)
+    if setup.images:
+
+        def images(examples: Examples, generator: torch.Generator | None) -> DataLoader[Any]:
+            return image_loader(
+                examples,
+                batch_size=setup.hp.batch_size,
+                multilabel=setup.multilabel,
+                num_labels=setup.num_labels,
+                generator=generator,
+            )
+
+        return images(setup.train, make_generator(setup.hp.seed)), images(setup.validation, None), 0
     train = text_loader(setup, setup.train, max_length=max_length, seed=setup.hp.seed)
     validation = text_loader(setup, setup.validation, max_length=max_length)
     return train, validation, max_length
 
 
-def logits_of(model: nn.Module, device: torch.device) -> Forward:
-    """``forward`` for a Hugging Face classifier: a batch of inputs to its logits."""
+def model_inputs(setup: TrainingSetup, model: nn.Module) -> Callable[[Any], dict[str, Any]]:
+    """A batch's inputs as the model takes them, on the job's device: tokens as they are;
+    images through the base's processor, augmented while ``model`` trains."""
+    hp, device = setup.hp, setup.device
 
-    def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits: torch.Tensor = model(**move_batch(inputs, device)).logits
+    def inputs(batch: Any) -> dict[str, Any]:
+        if setup.images:
+            batch = pixel_inputs(
+                setup.tokenizer,
+                batch,
+                training=model.training,
+                crop=hp.random_resized_crop,
+                flip=hp.horizontal_flip,
+            )
+        return move_batch(batch, device)
+
+    return inputs
+
+
+def logits_of(model: nn.Module, setup: TrainingSetup) -> Forward:
+    """``forward`` for a Hugging Face classifier: a batch of inputs to its logits."""
+    inputs = model_inputs(setup, model)
+
+    def forward(batch: Any) -> torch.Tensor:
+        logits: torch.Tensor = model(**inputs(batch)).logits
         return logits
 
     return forward
@@ -185,12 +222,12 @@ def fine_tune_classifier(
 ) -> TrainedModel:
     """Train a Hugging Face classifier on the job's text splits with :func:`fit`:
     ``scheduler(total_steps)`` builds the schedule (default: warmup then linear decay)."""
-    train_loader, val_loader, max_length = text_loaders(setup, model.config)
+    train_loader, val_loader, max_length = example_loaders(setup, model.config)
     total_steps = setup.hp.epochs * len(train_loader)
     result = fit(
         setup,
         model=model,
-        forward=logits_of(model, setup.device),
+        forward=logits_of(model, setup),
         train_loader=train_loader,
         val_loader=val_loader,
         optimizer=optimizer,

@@ -3,7 +3,8 @@
 A checkpoint is a directory ``step-{n:08d}/`` under the job's checkpoint folder:
 
 - ``weights.safetensors``: the trainable parameters (frozen ones never change, so they are
-  re-created from the base, not stored);
+  re-created from the base, not stored) and every buffer (``buffer:<name>``: batch-norm
+  statistics change in training);
 - ``optimizer.safetensors`` + the optimizer's non-tensor state in ``state.json``;
 - ``rng.safetensors``: torch's CPU (and CUDA) RNG states and the data-order generator's state
   at the start of the current epoch;
@@ -35,6 +36,8 @@ STATE = "state.json"
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 RNG = "rng.safetensors"
+#: the key prefix of a buffer (batch-norm statistics...) among the saved weights
+BUFFER_PREFIX = "buffer:"
 
 
 @dataclass
@@ -133,7 +136,12 @@ class Checkpointer:
                 for name, p in model.named_parameters()
                 if p.requires_grad
             }
-            save_file(weights, str(tmp / WEIGHTS))
+            # buffers change in training too (batch-norm statistics): all of them are saved
+            buffers = {
+                f"{BUFFER_PREFIX}{name}": b.detach().cpu().contiguous()
+                for name, b in model.named_buffers()
+            }
+            save_file({**weights, **buffers}, str(tmp / WEIGHTS))
             opt_tensors, opt_meta = _optimizer_tensors(optimizer)
             save_file(opt_tensors, str(tmp / OPTIMIZER))
             rng = {"torch": torch.get_rng_state()}
@@ -203,12 +211,18 @@ class Checkpointer:
         state = json.loads((path / STATE).read_text(encoding="utf-8"))
         weights = load_file(str(path / WEIGHTS))
         params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
         missing = set(state["trainable"]) - set(params)
         if missing:
             raise ValueError(f"checkpoint does not fit the model: {sorted(missing)[:5]}")
         with torch.no_grad():
             for name, value in weights.items():
-                params[name].copy_(value.to(params[name].device))
+                if name.startswith(BUFFER_PREFIX):
+                    buffer = buffers.get(name.removeprefix(BUFFER_PREFIX))
+                    if buffer is not None:
+                        buffer.copy_(value.to(buffer.device))
+                else:
+                    params[name].copy_(value.to(params[name].device))
         _restore_optimizer(optimizer, load_file(str(path / OPTIMIZER)), state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])

@@ -176,7 +176,7 @@ def fit(
         if order is not None and saved_order is not None:
             order.set_state(saved_order)
         epoch_order = order.get_state() if order is not None else None
-        model.train()
+        train_mode(model)
         loss_sum, batches = (resume.loss_sum, skip) if skip and resume else (0.0, 0)
         extras.clear()
         for index, batch in enumerate(train_loader):
@@ -185,6 +185,7 @@ def fit(
             if on_step_begin is not None:
                 on_step_begin(epoch, step)
                 trainable = [p for p in model.parameters() if p.requires_grad]
+                train_mode(model)
             with autocast(device):
                 outcome = loss_of(batch, step)
             loss = outcome.loss if isinstance(outcome, StepLoss) else outcome
@@ -207,7 +208,7 @@ def fit(
                 metrics = evaluation(epoch - 1 + (index + 1) / steps_per_epoch, loss_sum, batches)
                 callbacks.on_evaluation(epoch=metrics["epoch"], step=step, metrics=metrics)
                 stop = selector.observe(metrics, model, callbacks)
-                model.train()
+                train_mode(model)
             state = ResumeState(epoch, step, index + 1, history, epoch_order, loss_sum)
             try:
                 if phase is None:
@@ -242,6 +243,16 @@ def fit(
     selection = selector.finish(model, callbacks)
     selected = history[selector.selected_index] if history else {}
     return FitResult(history, selection, dict(selected), step_losses)
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, except that a batch-norm layer whose weights are all frozen stays in
+    eval mode: frozen means frozen, its running statistics included."""
+    model.train()
+    for module in model.modules():
+        frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and frozen:
+            module.eval()
 
 
 def _classification_loss(setup: TrainingSetup, forward: Forward | None) -> ComputeLoss:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.strategies import AnyStrategy
-from app.contract.tasks import MULTILABEL_TASK
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS
 from worker.core.data import Examples, validate_examples
 from worker.core.device import seed_everything, select_device
+from worker.core.models import load_processor
 from worker.features import FeatureCache
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.checkpoint import Checkpointer
@@ -39,7 +39,7 @@ def prepare_setup(
     device, the evaluation plan); the caller hands the setup to the strategy."""
     if task not in strategy.supported_tasks:
         raise ValueError(f"strategy {strategy.name!r} does not support task {task!r}")
-    if len(label_names) < 2 and task != MULTILABEL_TASK:
+    if len(label_names) < 2 and task not in MULTILABEL_TASKS:
         raise ValueError("a classification task needs at least two labels")
     validate_examples(train, task=task, num_labels=len(label_names), split="train")
     validate_examples(validation, task=task, num_labels=len(label_names), split="validation")
@@ -53,7 +53,7 @@ def prepare_setup(
             hp.class_weights,
             train,
             label_names=list(label_names),
-            multilabel=task == MULTILABEL_TASK,
+            multilabel=task in MULTILABEL_TASKS,
         ),
     )
     return TrainingSetup(
@@ -65,7 +65,7 @@ def prepare_setup(
         hp=hp,
         callbacks=callbacks,
         device=select_device(device),
-        tokenizer=AutoTokenizer.from_pretrained(base_model_dir),
+        tokenizer=load_processor(base_model_dir, images=task in IMAGE_TASKS),
         aux_texts=dict(aux_texts or {}),
         checkpoint=checkpoint,
         plan=plan,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from app.contract.hyperparameters import Hyperparameters
-from app.contract.tasks import MULTILABEL_TASK
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS
 from worker.core.data import Examples
 from worker.features import FeatureCache
 from worker.training.callbacks import TrainingCallbacks
@@ -42,6 +42,7 @@ class TrainingSetup:
     hp: Hyperparameters
     callbacks: TrainingCallbacks
     device: torch.device
+    #: the tokenizer, or for image tasks the base's image processor
     tokenizer: Any
     #: texts of the other datasets a strategy reads, by config field (e.g. ``target_dataset_id``)
     aux_texts: dict[str, list[str]] = field(default_factory=dict)
@@ -54,11 +55,15 @@ class TrainingSetup:
 
     @property
     def multilabel(self) -> bool:
-        return self.task == MULTILABEL_TASK
+        return self.task in MULTILABEL_TASKS
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def images(self) -> bool:
+        return self.task in IMAGE_TASKS
 
 
 @dataclass
