@@ -68,6 +68,41 @@ class Settings(BaseSettings):
     min_examples_per_class: int = Field(
         5, description="Classes with fewer examples are reported as too small."
     )
+    # --- image datasets: the zip and the images in it (docs/datasets.md, "Image datasets") ---
+    image_zip_max_members: int = Field(
+        100_000, description="Most members (files and folders) of an image zip (422)."
+    )
+    image_zip_max_bytes: int = Field(
+        1024**3,
+        description="Most uncompressed bytes of all members of an image zip, from the central "
+        "directory and counted again while reading (413).",
+    )
+    image_zip_max_ratio: float = Field(
+        100.0,
+        gt=1.0,
+        description="Most uncompressed / compressed size of one member of 1 MiB or more (413).",
+    )
+    image_max_file_bytes: int = Field(
+        64 * 1024**2, description="Most uncompressed bytes of one image file in a zip (413)."
+    )
+    image_max_pixels: int = Field(
+        40_000_000,
+        description="Most pixels (width x height) of one image: Pillow's MAX_IMAGE_PIXELS; a "
+        "larger image (a decompression bomb) refuses the upload (413).",
+    )
+    image_store_max_side: int = Field(
+        256,
+        ge=8,
+        description="Images are stored (canonical Parquet) with their longer side at most this "
+        "many pixels, aspect kept; smaller ones at their size.",
+    )
+    image_max_corrupt_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of the images that may be undecodable (listed, dropped) before the "
+        "upload is refused.",
+    )
     predict_max_inputs: int = Field(256, description="Most inputs in one predict request.")
     predict_max_tokens: int = Field(
         32768,

@@ -2,7 +2,8 @@
 
 Rows are read in batches sized from the report's longest text (a dataset stored before the
 caps may hold cells of megabytes), strings are cut in Arrow (``utf8_slice_codeunits``) before
-they become Python objects, and each cut cell is listed in ``truncated_cells``.
+they become Python objects, and each cut cell is listed in ``truncated_cells``. An image (the
+binary column of an image dataset) is shown as its size: ``{"media_type", "bytes"}``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def preview(dataset: Dataset, *, storage: Storage, limit: int, cell_chars: int) 
 
 
 def _row_bytes(report: dict[str, Any]) -> int:
-    """At most how many bytes one row decodes to, from the report's longest texts."""
+    """At most how many bytes one row decodes to, from the report's longest texts (images:
+    an uncompressed RGB copy of the stored size)."""
+    images = report.get("images")
+    if isinstance(images, dict) and isinstance(images.get("stored_max_side"), int):
+        return 3 * images["stored_max_side"] ** 2 + 64 * 1024
     chars = 0
     for key in ("text_length", "text_pair_length"):
         stats = report.get(key)
@@ -62,6 +67,10 @@ def _cut_column(
     column: pa.Array, name: str, first: int, cell_chars: int, cut: list[TruncatedCell]
 ) -> list[Any]:
     t = pa.types
+    if t.is_binary(column.type) or t.is_large_binary(column.type):
+        # an image: its size, not its bytes
+        sizes = pc.binary_length(column).to_pylist()
+        return [{"media_type": "image/png", "bytes": n} for n in sizes]
     if t.is_string(column.type) or t.is_large_string(column.type):
         lengths = pc.utf8_length(column).to_pylist()
         shown = pc.utf8_slice_codeunits(column, 0, cell_chars).to_pylist()

@@ -53,9 +53,14 @@ class TableReader:
             if names.count(name) > 1:
                 raise IngestFailure(f"column {name!r} appears more than once in the file")
 
+    def _open_text(self) -> IO[str]:
+        """The file as strict UTF-8 text (a BOM is skipped); a reader of another source (a
+        member of a zip) overrides this."""
+        return self.path.open(encoding="utf-8-sig", errors="strict", newline="")
+
     def _lines(self) -> Iterator[str]:
         """The file's lines, none longer than the row cap (it is never read whole)."""
-        self._file = self.path.open(encoding="utf-8-sig", errors="strict", newline="")
+        self._file = self._open_text()
         limit = self.limits.max_row_chars
         number = 0
         while line := self._file.readline(limit + 1):

@@ -19,8 +19,9 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 UPLOAD_DOC = """Upload a dataset as `multipart/form-data`.
 
-Fields: `file` (CSV, JSONL or Parquet), `task` (`text-classification` (default),
-`text-multilabel`, `text-pair-classification`, `unlabeled-text`), `name`, and the column
+Fields: `file` (CSV, JSONL or Parquet; a zip for images), `task` (`text-classification`
+(default), `text-multilabel`, `text-pair-classification`, `unlabeled-text`,
+`image-classification`, `image-multilabel`), `name`, and the column
 mapping `text_column` (default `text`), `label_column` (`label`), `text_pair_column`
 (`text_pair`); optional `format` (`csv`, `jsonl`, `parquet`) when the file name does not say.
 The upload is streamed to disk under the byte cap (413 above it), validated, and stored as
@@ -28,7 +29,14 @@ canonical Parquet. A fatal problem gives 422 `dataset_invalid` with the validati
 `details`; a passed cap (decoded bytes, a cell, rows, columns, labels; docs/datasets.md) gives
 413 or 422 with its own code (`dataset_too_large`, `cell_too_large`, `row_too_large`,
 `too_many_rows`, `too_many_columns`, `too_many_labels`, `label_too_long`). Nothing is stored
-then."""
+then.
+
+`image-classification` and `image-multilabel` take a zip: class folders (`cat/001.png`), or
+images with a `labels.csv` / `labels.jsonl` at the root (`image_column`, default `image`;
+`label_column`, default `label`, or `labels` for multi-label). Every image is decoded and stored
+as a shrunk RGB PNG; a hostile zip (path traversal, links, too many members, sizes or a
+compression ratio past the caps, nested archives, decompression bombs, a file that is not what
+its extension says) gets its own 413 or 422 code (docs/datasets.md, "Image datasets")."""
 
 
 @router.post("", status_code=201, response_model=DatasetRead, description=UPLOAD_DOC)

@@ -11,10 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.contract.tasks import TASKS
+from app.contract.tasks import IMAGE_MULTILABEL, IMAGE_TASKS, TASKS
+from app.datasets.images.ingest import ingest_zip
+from app.datasets.images.layout import ImageColumns
+from app.datasets.images.limits import ImageLimits
+from app.datasets.images.report import ImageValidationReport
 from app.datasets.ingest import ColumnMapping, ingest_file
 from app.datasets.limits import IngestLimits
 from app.datasets.orm import Dataset
+from app.datasets.report import ValidationReport
 from app.datasets.upload import ReceivedUpload
 from app.db import new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound
@@ -43,7 +48,8 @@ def create_dataset(
     settings: Settings,
     storage: Storage,
 ) -> Dataset:
-    """Validate ``upload`` into canonical Parquet and register it; the upload file is removed."""
+    """Validate ``upload`` into canonical Parquet and register it; the upload file is removed.
+    An image task takes a zip (:mod:`app.datasets.images`), every other task a table."""
     try:
         fields = upload.fields
         task = fields.get("task", "text-classification")
@@ -52,11 +58,6 @@ def create_dataset(
                 f"Unknown task {task!r}; one of: {', '.join(TASKS)}.",
                 details={"field": "task", "allowed": list(TASKS)},
             )
-        columns = ColumnMapping(
-            text=fields.get("text_column") or "text",
-            label=fields.get("label_column") or "label",
-            text_pair=fields.get("text_pair_column") or "text_pair",
-        )
         filename = safe_filename(upload.filename)
         name = _CONTROL_CHARS.sub("", fields.get("name") or filename).strip()[:200] or filename
         dataset_id = new_id("ds")
@@ -64,16 +65,40 @@ def create_dataset(
         dest = storage.path(relpath)
         dest.parent.mkdir(parents=True, exist_ok=True)
         limits = IngestLimits.from_settings(settings)
+        columns: ColumnMapping | ImageColumns
+        report: ValidationReport | ImageValidationReport
         try:
-            report = ingest_file(
-                upload.path,
-                filename=filename,
-                task=task,  # type: ignore[arg-type]
-                columns=columns,
-                dest=dest,
-                limits=limits,
-                declared_format=fields.get("format") or None,
-            )
+            if task in IMAGE_TASKS:
+                columns = ImageColumns(
+                    image=fields.get("image_column") or "image",
+                    label=fields.get("label_column")
+                    or ("labels" if task == IMAGE_MULTILABEL else "label"),
+                )
+                report = ingest_zip(
+                    upload.path,
+                    filename=filename,
+                    task=task,
+                    columns=columns,
+                    dest=dest,
+                    limits=limits,
+                    image_limits=ImageLimits.from_settings(settings),
+                    declared_format=fields.get("format") or None,
+                )
+            else:
+                columns = ColumnMapping(
+                    text=fields.get("text_column") or "text",
+                    label=fields.get("label_column") or "label",
+                    text_pair=fields.get("text_pair_column") or "text_pair",
+                )
+                report = ingest_file(
+                    upload.path,
+                    filename=filename,
+                    task=task,  # type: ignore[arg-type]
+                    columns=columns,
+                    dest=dest,
+                    limits=limits,
+                    declared_format=fields.get("format") or None,
+                )
         except BaseException:
             _rmdir_quiet(dest.parent)
             raise

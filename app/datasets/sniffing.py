@@ -47,7 +47,8 @@ _HINTS = {
     ".xlsx": "export the sheet as .csv",
     ".xls": "export the sheet as .csv",
     ".gz": "compressed uploads are not supported; upload the uncompressed file",
-    ".zip": "compressed uploads are not supported; upload the uncompressed file",
+    ".zip": "compressed uploads are not supported; upload the uncompressed file (a zip of "
+    "images is an image dataset: task image-classification or image-multilabel)",
 }
 _MAGIC = (
     (PARQUET_MAGIC, "a Parquet file"),

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.contract.tasks import PAIR_TASK
+from app.contract.tasks import IMAGE_TASKS, PAIR_TASK
 from app.db import utcnow
 from app.errors import (
     AppError,
@@ -69,6 +69,14 @@ def _is_unicode(text: str) -> bool:
 
 
 def _check_inputs(model: PredictTarget, body: PredictRequest, settings: Settings) -> list[Any]:
+    if model.task in IMAGE_TASKS:
+        raise InvalidInput(
+            f"Model {model.id!r} classifies images; predicting over HTTP takes text only in "
+            "this version. Export the model (python -m worker.export) and run it with "
+            "transformers' AutoModelForImageClassification and its image processor.",
+            code="image_predict_unsupported",
+            details={"task": model.task},
+        )
     if len(body.inputs) > settings.predict_max_inputs:
         raise PayloadTooLarge(
             f"{len(body.inputs)} inputs in one request; at most {settings.predict_max_inputs}.",

@@ -42,10 +42,9 @@ def load_classifier(base_model_dir: Path, *, label_names: list[str], multilabel:
         if reads_images_dir(base_model_dir)
         else AutoModelForSequenceClassification
     )
-    padding = {}
-    eos = getattr(config, "eos_token_id", None)
-    if getattr(config, "pad_token_id", None) is None and eos is not None:
-        padding["pad_token_id"] = eos[0] if isinstance(eos, list) else eos
+    padding: dict[str, Any] = {}
+    if pad_token_of(config) != getattr(config, "pad_token_id", None):
+        padding["pad_token_id"] = pad_token_of(config)
     model = auto.from_pretrained(
         base_model_dir,
         use_safetensors=True,
@@ -79,6 +78,16 @@ def load_processor(model_dir: Path, *, images: bool) -> Any:
     if images:
         return AutoImageProcessor.from_pretrained(model_dir)
     return load_tokenizer(model_dir)
+
+
+def pad_token_of(config: Any) -> int | None:
+    """The config's pad token id, or for a decoder without one its end-of-text token (the
+    classifier finds each text's last real token by it)."""
+    pad = getattr(config, "pad_token_id", None)
+    eos = getattr(config, "eos_token_id", None)
+    if pad is None and eos is not None:
+        return int(eos[0] if isinstance(eos, list) else eos)
+    return pad
 
 
 def load_tokenizer(model_dir: Path) -> Any:

@@ -75,6 +75,14 @@ class ProbeMember(Member):
         return result
 
 
+@dataclass
+class StandInOutputs(BaseModelOutputWithPooling):
+    """What an encoder returns, with the cache fields a decoder's classifier reads (empty)."""
+
+    cache: Any = None
+    past_key_values: Any = None
+
+
 class EncoderOutputs(nn.Module):
     """Stands in for a classification model's encoder: returns the states the shared encoder
     already computed for these rows, pooled by the model's own pooler when it has one."""
@@ -84,11 +92,11 @@ class EncoderOutputs(nn.Module):
         self.pooler = pooler
         self.current: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
-    def forward(self, *args: Any, **kwargs: Any) -> BaseModelOutputWithPooling:
+    def forward(self, *args: Any, **kwargs: Any) -> StandInOutputs:
         assert self.current is not None, "EncoderOutputs used outside LoraMember.logits"
         hidden, shared_pooled = self.current
         pooled = self.pooler(hidden) if self.pooler is not None else shared_pooled
-        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled)
+        return StandInOutputs(last_hidden_state=hidden, pooler_output=pooled)
 
 
 def classification_head(

@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from app.contract.tasks import MULTILABEL_TASKS
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from worker.core.data import effective_max_length
-from worker.core.models import load_tokenizer
+from worker.core.models import load_tokenizer, pad_token_of
 from worker.evaluation.calibration import Calibration
 from worker.features.identity import is_tokenizer_file
 from worker.serving.backbone import Backbone, tensor_bytes
@@ -234,6 +234,7 @@ class ModelRegistry:
         if ADAPTER_WEIGHTS not in listed or ADAPTER_CONFIG not in listed:
             raise ArtifactError(f"the adapter files of {model_id} are not in its manifest")
         labels = common["labels"]
+        config.pad_token_id = pad_token_of(config)
         config.num_labels = len(labels)
         config.id2label = dict(enumerate(labels))
         config.label2id = {label: i for i, label in enumerate(labels)}

@@ -1,0 +1,121 @@
+"""Model families beyond BERT through the API on a real worker: a GPT-2-style decoder (text,
+trained and served) and a ResNet image classifier (a zip of class folders, trained; image
+prediction over HTTP answers a clear 422 until it lands)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import zipfile
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Stack
+from worker.testing import learnable_examples, learnable_images
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(stack: Stack, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = dict(stack.client.get(f"/v1/jobs/{job_id}", headers=stack.headers).json())
+        if job["status"] in {"succeeded", "failed", "cancelled"}:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {stack.worker.tail()}")
+
+
+def _submit(
+    stack: Stack, base: str, dataset_id: str, strategy: dict[str, Any], **hp: Any
+) -> dict[str, Any]:
+    body = {
+        "base_model": base,
+        "dataset_id": dataset_id,
+        "strategy": strategy,
+        "hyperparameters": {
+            "epochs": 2,
+            "batch_size": 8,
+            "max_length": 32,
+            "learning_rate": 3e-3,
+            **hp,
+        },
+    }
+    r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
+    assert r.status_code == 201, r.text
+    job = _wait(stack, r.json()["id"])
+    assert job["status"] == "succeeded", (job, stack.worker.tail())
+    return job
+
+
+@pytest.fixture(scope="module")
+def text_dataset(stack: Stack) -> str:
+    texts, labels = learnable_examples(24, seed=21)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["text", "label"])
+    writer.writerows(zip(texts, labels, strict=True))
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
+        data={"task": "text-classification"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+@pytest.mark.parametrize("strategy", [{"name": "linear_probe"}, {"name": "lora", "r": 4}])
+def test_a_gpt2_decoder_trains_and_serves(
+    stack: Stack, text_dataset: str, strategy: dict[str, Any]
+) -> None:
+    job = _submit(stack, "tiny-gpt2", text_dataset, strategy)
+    r = stack.client.post(
+        f"/v1/models/{job['model_id']}/predict",
+        headers=stack.headers,
+        json={"inputs": ["alpha alpha kalo", "beta beta mino", "kalo"], "top_k": 2},
+    )
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 3
+    assert all({s["label"] for s in p["top_k"]} == {"A", "B"} for p in predictions)
+
+
+def _class_folder_zip(n_per_class: int, seed: int) -> bytes:
+    images, labels = learnable_images(n_per_class, seed)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            archive.writestr(f"{label}/{index:03d}.png", image)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "hp"),
+    [({"name": "full"}, {}), ({"name": "linear_probe"}, {"learning_rate": None, "epochs": 8})],
+)
+def test_a_resnet_trains_on_a_zip_of_class_folders(
+    stack: Stack, strategy: dict[str, Any], hp: dict[str, Any]
+) -> None:
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("images.zip", _class_folder_zip(12, 5), "application/zip")},
+        data={"task": "image-classification"},
+    )
+    assert r.status_code == 201, r.text
+    dataset = r.json()
+    assert sorted(dataset["labels"]) == ["A", "B"]
+    job = _submit(stack, "tiny-resnet", dataset["id"], strategy, **hp)
+    assert job["metrics"]["val_accuracy"] >= 0.5
+    report = stack.client.get(f"/v1/jobs/{job['id']}/report", headers=stack.headers)
+    assert report.status_code == 200, report.text
+    r = stack.client.post(
+        f"/v1/models/{job['model_id']}/predict",
+        headers=stack.headers,
+        json={"inputs": ["an image over JSON is not text"]},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "image_predict_unsupported"
