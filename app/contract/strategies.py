@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.contract.tasks import (
+    IMAGE_CLASSIFICATION,
     LABELED_TASKS,
     LABELED_TEXT_TASKS,
     TEXT_CLASSIFICATION,
@@ -32,6 +33,8 @@ class _Strategy(BaseModel):
     aux_datasets: ClassVar[dict[str, str]] = {}
     #: trains a masked-LM head on the base, which only encoders have (not GPT-style decoders)
     needs_masked_lm: ClassVar[bool] = False
+    #: needs an image-text base with its text tower and tokenizer (CLIP)
+    needs_zero_shot: ClassVar[bool] = False
 
     def aux_dataset_ids(self) -> dict[str, str]:
         """``{field: dataset_id}`` of the other datasets this strategy reads."""
@@ -204,6 +207,41 @@ class ContrastiveStrategy(_Strategy):
     default_learning_rate: ClassVar[float] = 1e-2
 
 
+class ZeroShotStrategy(_Strategy):
+    """CLIP zero-shot: no training; each label's prompts, embedded by the text tower, are the
+    head over the image tower's embeddings."""
+
+    name: Literal["zero_shot"] = "zero_shot"
+    supported_tasks: ClassVar[frozenset[str]] = frozenset({IMAGE_CLASSIFICATION})
+    needs_zero_shot: ClassVar[bool] = True
+    templates: list[Annotated[str, Field(min_length=3, max_length=300)]] = Field(
+        default_factory=lambda: ["a photo of a {}."],
+        min_length=1,
+        max_length=64,
+        description="Prompt templates; '{}' is replaced by the label's text. A label's "
+        "embedding is the mean of its normalised prompt embeddings (CLIP's prompt "
+        "ensembling).",
+    )
+    label_texts: dict[str, Annotated[str, Field(min_length=1, max_length=300)]] | None = Field(
+        None,
+        max_length=10_000,
+        description="Text to put in the templates per label name (default: the label name "
+        "with '_' and '-' read as spaces).",
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _has_slot(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            if template.count("{}") != 1 or template.replace("{}", "").count(
+                "{"
+            ) + template.replace("{}", "").count("}"):
+                raise ValueError(
+                    f"each template needs exactly one '{{}}' and no other braces: {template!r}"
+                )
+        return templates
+
+
 AnyStrategy = (
     FullStrategy
     | LinearProbeStrategy
@@ -213,6 +251,7 @@ AnyStrategy = (
     | DannStrategy
     | DaptStrategy
     | ContrastiveStrategy
+    | ZeroShotStrategy
 )
 #: the discriminated union ``POST /v1/jobs`` validates ``strategy`` with
 StrategyConfig = Annotated[AnyStrategy, Field(discriminator="name")]

@@ -82,6 +82,12 @@ def validate_submission(
             f"base (BERT family); {base.id!r} is a decoder ({base.model_type}).",
             details={"field": "base_model"},
         )
+    if strategy.needs_zero_shot and not base.zero_shot:
+        raise InvalidInput(
+            f"Strategy {strategy.name!r} needs an image-text base with its text tower and "
+            f"tokenizer (CLIP); {base.id!r} is not one (see zero_shot in GET /v1/base-models).",
+            details={"field": "base_model"},
+        )
     if dataset.task not in strategy.supported_tasks:
         raise InvalidInput(
             f"Strategy {strategy.name!r} cannot train on a {dataset.task!r} dataset; it needs "

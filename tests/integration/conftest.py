@@ -269,13 +269,14 @@ def stack(
     import redis
 
     from worker.testing import build_tiny_bert
-    from worker.testing_models import tiny_gpt2_dir, tiny_resnet_dir
+    from worker.testing_models import tiny_clip_dir, tiny_gpt2_dir, tiny_resnet_dir
 
     root = tmp_path_factory.mktemp("stack")
     models_dir = root / "base-models"
     build_tiny_bert(models_dir / "tiny-bert")
     build_tiny_bert(models_dir / "tiny-st-bert", sentence_transformers_pooling="mean")
     tiny_resnet_dir(models_dir / "tiny-resnet")
+    tiny_clip_dir(models_dir / "tiny-clip")
     tiny_gpt2_dir(models_dir / "tiny-gpt2")
     broker = f"{redis_url}/{INTEGRATION_REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()

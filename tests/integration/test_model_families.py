@@ -93,11 +93,15 @@ def _class_folder_zip(n_per_class: int, seed: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "hp"),
-    [({"name": "full"}, {}), ({"name": "linear_probe"}, {"learning_rate": None, "epochs": 8})],
+    ("base", "strategy", "hp"),
+    [
+        ("tiny-resnet", {"name": "full"}, {}),
+        ("tiny-resnet", {"name": "linear_probe"}, {"learning_rate": None, "epochs": 8}),
+        ("tiny-clip", {"name": "lora", "r": 4}, {}),
+    ],
 )
-def test_a_resnet_trains_on_a_zip_of_class_folders(
-    stack: Stack, strategy: dict[str, Any], hp: dict[str, Any]
+def test_an_image_model_trains_on_a_zip_of_class_folders(
+    stack: Stack, base: str, strategy: dict[str, Any], hp: dict[str, Any]
 ) -> None:
     r = stack.client.post(
         "/v1/datasets",
@@ -108,7 +112,7 @@ def test_a_resnet_trains_on_a_zip_of_class_folders(
     assert r.status_code == 201, r.text
     dataset = r.json()
     assert sorted(dataset["labels"]) == ["A", "B"]
-    job = _submit(stack, "tiny-resnet", dataset["id"], strategy, **hp)
+    job = _submit(stack, base, dataset["id"], strategy, **hp)
     assert job["metrics"]["val_accuracy"] >= 0.5
     report = stack.client.get(f"/v1/jobs/{job['id']}/report", headers=stack.headers)
     assert report.status_code == 200, report.text
@@ -119,3 +123,26 @@ def test_a_resnet_trains_on_a_zip_of_class_folders(
     )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "image_predict_unsupported"
+
+
+def test_clip_zero_shot_needs_no_training_and_is_refused_elsewhere(stack: Stack) -> None:
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("images.zip", _class_folder_zip(6, 7), "application/zip")},
+        data={"task": "image-classification"},
+    )
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["id"]
+    strategy = {"name": "zero_shot", "templates": ["a photo of {}", "{} in a picture"]}
+    job = _submit(stack, "tiny-clip", dataset_id, strategy)
+    assert job["metrics"]["val_accuracy"] >= 0.0
+    events = stack.client.get(f"/v1/jobs/{job['id']}/events", headers=stack.headers).json()
+    assert "zero_shot" in {event["kind"] for event in events["data"]}
+    refused = stack.client.post(
+        "/v1/jobs",
+        headers=stack.headers,
+        json={"base_model": "tiny-resnet", "dataset_id": dataset_id, "strategy": strategy},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"]["field"] == "base_model"

@@ -179,7 +179,7 @@ def test_linear_probe_computes_features_once(
     train, validation = _splits()
     # one batch of 8 per forward: every image went through the encoder once, in 4 epochs
     assert len(passes) == -(-len(train) // 8) + -(-len(validation) // 8)
-    assert trained.kind == "head" and trained.pooling in {"cls", "pooler"}
+    assert trained.kind == "head" and trained.pooling in {"cls", "pooler", "embeds"}
     _served_matches(trained, tmp_path)
 
 

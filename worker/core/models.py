@@ -22,7 +22,7 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    CLIPVisionModel,
+    CLIPVisionModelWithProjection,
 )
 
 from app.base_models.modality import reads_images
@@ -66,10 +66,17 @@ def load_classifier(base_model_dir: Path, *, label_names: list[str], multilabel:
 
 def load_encoder(base_model_dir: Path) -> Any:
     """The base as a bare encoder (``AutoModel``: token or patch states out), float32; for an
-    image-text model (CLIP) its vision tower."""
+    image-text model (CLIP) its vision tower with its projection (``image_embeds``)."""
     config = json.loads((Path(base_model_dir) / "config.json").read_text(encoding="utf-8"))
-    auto: Any = CLIPVisionModel if config.get("model_type") == "clip" else AutoModel
-    return auto.from_pretrained(base_model_dir, use_safetensors=True, dtype=torch.float32)
+    if config.get("model_type") == "clip":
+        # the projection's size is the CLIP config's, not its vision config's (default 512)
+        return CLIPVisionModelWithProjection.from_pretrained(
+            base_model_dir,
+            use_safetensors=True,
+            dtype=torch.float32,
+            projection_dim=int(config.get("projection_dim", 512)),
+        )
+    return AutoModel.from_pretrained(base_model_dir, use_safetensors=True, dtype=torch.float32)
 
 
 def load_processor(model_dir: Path, *, images: bool) -> Any:

@@ -18,8 +18,8 @@ from app.base_models.modality import reads_images
 from app.base_models.pooling import CONFIG as POOLING_CONFIG
 from app.base_models.pooling import declared_pooling
 
-PoolingMode = Literal["cls", "mean", "max", "pooler", "last"]
-POOLING_MODES: frozenset[str] = frozenset({"cls", "mean", "max", "pooler", "last"})
+PoolingMode = Literal["cls", "mean", "max", "pooler", "last", "embeds"]
+POOLING_MODES: frozenset[str] = frozenset({"cls", "mean", "max", "pooler", "last", "embeds"})
 
 
 def resolve_pooling(base_model_dir: Path, requested: str) -> PoolingMode:
@@ -44,6 +44,9 @@ def pool(outputs: Any, attention_mask: torch.Tensor | None, mode: PoolingMode) -
     """Pool a backbone's outputs (``last_hidden_state``, ``pooler_output``): ``[batch, hidden]``.
     Image backbones have no attention mask: ``pooler`` (a CNN's global average pool comes as
     ``[batch, channels, 1, 1]`` and is flattened) or ``cls``."""
+    if mode == "embeds":  # CLIP's projected image embedding, L2-normalised
+        embeds: torch.Tensor = outputs.image_embeds
+        return torch.nn.functional.normalize(embeds.float(), dim=-1)
     if mode == "pooler":
         pooled = getattr(outputs, "pooler_output", None)
         if pooled is None:
@@ -71,13 +74,15 @@ _CLS_IMAGE_MODELS = frozenset({"vit", "dinov2"})
 
 
 def _default_pooling(model_dir: Path) -> PoolingMode:
-    """``auto`` without a sentence-transformers config: a decoder's last token; an image
-    model's own pooling ([CLS] for ViT, the pooled output for CNNs and CLIP's vision tower);
-    else [CLS]."""
+    """``auto`` without a sentence-transformers config: a decoder's last token; CLIP's
+    normalised image embedding; an image model's own pooling ([CLS] for ViT, the pooled output
+    for CNNs); else [CLS]."""
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     if is_decoder_config(config):
         return "last"
+    if config.get("model_type") == "clip":
+        return "embeds"  # the space CLIP's text tower shares: zero-shot heads live there too
     if reads_images(config):
         return "cls" if config.get("model_type") in _CLS_IMAGE_MODELS else "pooler"
     return "cls"

@@ -23,6 +23,7 @@ from worker.strategies import (  # noqa: F401  (each registers itself when impor
     linear_probe,
     lora,
     partial,
+    zero_shot,
 )
 from worker.training.prepare import prepare_setup
 from worker.training.recipe import STRATEGIES, TrainedModel, TrainingSetup

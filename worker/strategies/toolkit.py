@@ -241,15 +241,18 @@ def fine_tune_classifier(
     )
 
 
-def split_features(setup: TrainingSetup, featurizer: Featurizer) -> tuple[torch.Tensor, ...]:
-    """Pooled features of the train and validation splits, reporting progress as the phase
-    ``extracting_features`` (cache hits count at once)."""
-    total = len(setup.train) + len(setup.validation)
+def split_features(
+    setup: TrainingSetup, featurizer: Featurizer, splits: tuple[Examples, ...] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Pooled features of the train and validation splits (or of ``splits``), reporting
+    progress as the phase ``extracting_features`` (cache hits count at once)."""
+    chosen = splits if splits is not None else (setup.train, setup.validation)
+    total = sum(len(split) for split in chosen)
 
     def report(done: int) -> None:
         setup.callbacks.on_phase_progress(phase="extracting_features", done=done, total=total)
 
-    return tuple(featurizer.features(setup.train, setup.validation, progress=report))
+    return tuple(featurizer.features(*chosen, progress=report))
 
 
 def train_head(
