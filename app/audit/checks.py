@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.audit.scan import Scan
-from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK, TEXT_CLASSIFICATION
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS, PAIR_TASK, TEXT_CLASSIFICATION
 from app.datasets.orm import Dataset
 from app.jobs.schemas import AuditFinding, JobCreate
 
@@ -102,7 +102,11 @@ def check_leakage(ctx: Context) -> list[AuditFinding]:
         fatal = share >= LEAKAGE_FATAL_SHARE
         message = (
             f"{o.rows} of {o.of} {o.split} rows ({share:.0%}) also occur in the {o.against} "
-            "data (ignoring case and whitespace): the "
+            + (
+                "data (the same image): the "
+                if ctx.dataset.task in IMAGE_TASKS
+                else "data (ignoring case and whitespace): the "
+            )
             + (
                 f"{o.split} numbers would be meaningless."
                 if fatal
@@ -120,9 +124,10 @@ def check_leakage_risk(ctx: Context) -> list[AuditFinding]:
     scan = ctx.scan
     if scan is None or ctx.body.validation_dataset_id is not None or not scan.duplicate_rows:
         return []
+    what = "image" if ctx.dataset.task in IMAGE_TASKS else "text"
     message = (
-        f"{scan.duplicate_rows} of {scan.rows} rows repeat the text of another row "
-        f"({scan.repeated_texts} distinct texts occur more than once); the random validation "
+        f"{scan.duplicate_rows} of {scan.rows} rows repeat the {what} of another row "
+        f"({scan.repeated_texts} distinct {what}s occur more than once); the random validation "
         "split will likely put copies on both sides and inflate the validation scores."
     )
     fix = "Deduplicate the dataset before uploading, or pass a validation_dataset_id."

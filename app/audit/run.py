@@ -17,7 +17,7 @@ from app.audit.scan import Scan, ScanRequest, Source, scan
 from app.audit.tokens import CHARS_PER_TOKEN_CAP, model_max_length
 from app.base_models.registry import BaseModelInfo
 from app.config import Settings
-from app.contract.tasks import LABELED_TEXT_TASKS
+from app.contract.tasks import LABELED_TASKS
 from app.datasets.orm import Dataset
 from app.errors import InvalidInput
 from app.jobs.schemas import AuditFinding, JobCreate
@@ -47,7 +47,7 @@ def audit_job(
 ) -> list[AuditFinding]:
     """The findings for a validated submission, in CHECKS order. Raises nothing but
     :class:`AuditFailed` when a finding is fatal."""
-    if dataset.task not in LABELED_TEXT_TASKS:
+    if dataset.task not in LABELED_TASKS:
         return []
     model_max: int | None = None
     data: Scan | None = None

@@ -3,6 +3,8 @@ training, validation and test, and a seeded sample of training texts for token c
 
 Texts are compared normalised (stripped, whitespace runs collapsed, casefolded; for text
 pairs the key is the pair) by 16-byte BLAKE2b digests, so memory stays near 100 bytes a row.
+Image datasets are compared by their stored images' bytes (the canonical PNG copies) and shown
+by their file names in the upload; they have no token counts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from app.audit.tokens import TextPair, count_tokens, within_budget
-from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS, PAIR_TASK
 
 #: example texts shown (duplicates, overlaps), each cut to this many characters
 MAX_EXAMPLES = 5
@@ -27,6 +29,9 @@ EXAMPLE_CHARS = 80
 TOKEN_SAMPLE = 2000
 TOKEN_SAMPLE_SEED = 0
 _BATCH_ROWS = 8192
+_IMAGE_BATCH_ROWS = 256
+#: marks an image row's "text": the digest of its bytes, then its file name
+IMAGE_MARK = "\x00image:"
 
 
 @dataclass(frozen=True)
@@ -79,23 +84,36 @@ def _normal(text: str) -> str:
 
 
 def _digest(text: str, pair: str | None) -> bytes:
+    if text.startswith(IMAGE_MARK):  # an image: its bytes' digest, whatever its file name
+        return bytes.fromhex(text[len(IMAGE_MARK) :].split(" ", 1)[0])
     key = _normal(text) if pair is None else f"{_normal(text)}\x00{_normal(pair)}"
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _shown(text: str, pair: str | None) -> str:
+    if text.startswith(IMAGE_MARK):
+        text = text.split(" ", 1)[1]  # the image's file name in the upload
     full = text if pair is None else f"{text} || {pair}"
     full = " ".join(full.split())
     return full if len(full) <= EXAMPLE_CHARS else full[: EXAMPLE_CHARS - 1] + "…"
 
 
 def _rows(
-    path: Path, *, pair: bool, label: str | None = None, counts: Counter[str] | None = None
+    path: Path,
+    *,
+    pair: bool,
+    label: str | None = None,
+    counts: Counter[str] | None = None,
+    image: bool = False,
 ) -> Iterator[TextPair]:
-    """``(text, text_pair)`` of each row, in order; label occurrences added to ``counts``."""
-    columns = ["text", *(["text_pair"] if pair else []), *([label] if label else [])]
+    """``(text, text_pair)`` of each row, in order; label occurrences added to ``counts``.
+    An image row's "text" is its digest and file name (:data:`IMAGE_MARK`)."""
+    first = ["image", "source"] if image else ["text", *(["text_pair"] if pair else [])]
+    columns = [*first, *([label] if label else [])]
     with pq.ParquetFile(path) as pf:
-        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+        for batch in pf.iter_batches(
+            batch_size=_IMAGE_BATCH_ROWS if image else _BATCH_ROWS, columns=columns
+        ):
             if label and counts is not None:
                 values = batch.column(label)
                 if label == "labels":
@@ -103,6 +121,12 @@ def _rows(
                 for item in pc.value_counts(values).to_pylist():
                     if item["values"] is not None:
                         counts[str(item["values"])] += int(item["counts"])
+            if image:
+                sources = batch.column("source").to_pylist()
+                for data, source in zip(batch.column("image").to_pylist(), sources, strict=True):
+                    digest = hashlib.blake2b(data or b"", digest_size=16).hexdigest()
+                    yield f"{IMAGE_MARK}{digest} {source}", None
+                continue
             texts = batch.column("text").to_pylist()
             pairs = batch.column("text_pair").to_pylist() if pair else [None] * len(texts)
             for text, other in zip(texts, pairs, strict=True):
@@ -110,13 +134,19 @@ def _rows(
 
 
 def _overlaps(
-    source: Source, split: str, *, pair: bool, against: list[tuple[str, set[bytes]]], keep: bool
+    source: Source,
+    split: str,
+    *,
+    pair: bool,
+    against: list[tuple[str, set[bytes]]],
+    keep: bool,
+    image: bool = False,
 ) -> tuple[set[bytes], list[Overlap]]:
     own: set[bytes] = set()
     hits = [0] * len(against)
     examples: list[list[str]] = [[] for _ in against]
     rows = 0
-    for text, other in _rows(source.path, pair=pair):
+    for text, other in _rows(source.path, pair=pair, image=image):
         rows += 1
         key = _digest(text, other)
         for i, (_, keys) in enumerate(against):
@@ -138,6 +168,7 @@ def _overlaps(
 def scan(req: ScanRequest) -> Scan:
     """One pass over each file: label counts, duplicates, overlaps, a token-count sample."""
     pair = req.task == PAIR_TASK
+    image = req.task in IMAGE_TASKS
     label = "labels" if req.task in MULTILABEL_TASKS else "label"
     with pq.ParquetFile(req.train.path) as pf:
         n = pf.metadata.num_rows
@@ -149,7 +180,7 @@ def scan(req: ScanRequest) -> Scan:
     repeated: set[bytes] = set()
     dup_examples: list[str] = []
     duplicates = cut = 0
-    rows = _rows(req.train.path, pair=pair, label=label, counts=counts)
+    rows = _rows(req.train.path, pair=pair, label=label, counts=counts, image=image)
     for index, (text, other) in enumerate(rows):
         key = _digest(text, other)
         if key in seen:
@@ -159,7 +190,7 @@ def scan(req: ScanRequest) -> Scan:
                 dup_examples.append(_shown(text, other))
         else:
             seen.add(key)
-        if index in rank:
+        if index in rank and not image:
             cut += len(text) > req.char_cap or len(other or "") > req.char_cap
             sample[rank[index]] = (
                 text[: req.char_cap],
@@ -174,12 +205,16 @@ def scan(req: ScanRequest) -> Scan:
             pair=pair,
             against=[("training", seen)],
             keep=req.test is not None,
+            image=image,
         )
         overlaps += found
     if req.test is not None:
         against = [("training", seen)] + ([("validation", val_keys)] if req.validation else [])
-        overlaps += _overlaps(req.test, "test", pair=pair, against=against, keep=False)[1]
-    token_counts, counting = count_tokens(within_budget(sample), req.tokenizer_file)
+        test = _overlaps(req.test, "test", pair=pair, against=against, keep=False, image=image)
+        overlaps += test[1]
+    token_counts, counting = (
+        ((), "none") if image else count_tokens(within_budget(sample), req.tokenizer_file)
+    )
     return Scan(
         rows=n,
         label_counts=dict(counts),
