@@ -429,16 +429,22 @@ def test_jobs_on_image_datasets_follow_supported_tasks(
         for base in ("tiny-resnet", "all-MiniLM-L6-v2"):
             body = {"base_model": base, "dataset_id": ds["id"], "strategy": strategy}
             r = client.post("/v1/jobs", headers=auth, json=body)
-            if base == "tiny-resnet" and "image-classification" in config.supported_tasks:
+            trains = "image-classification" in config.supported_tasks
+            if base == "tiny-resnet" and trains and not config.needs_zero_shot:
                 assert r.status_code == 201, r.text
                 continue
             refused += 1
             err = assert_error(r, 422, "invalid_input")
+            if base == "tiny-resnet" and config.needs_zero_shot:  # no text tower: not CLIP
+                assert err["details"]["field"] == "base_model", err
+                assert "CLIP" in err["message"], err
+                continue
             field = "dataset_id" if base == "tiny-resnet" else "base_model"
             assert err["details"]["field"] == field, err
             assert "image-classification" in err["message"], err
-    # contrastive, dann and dapt stay text-only; no text base trains on images
-    assert refused >= len(STRATEGY_CONFIGS) + 3
+    # contrastive, dann and dapt stay text-only, zero_shot needs CLIP; no text base trains
+    # on images
+    assert refused == len(STRATEGY_CONFIGS) + 4
 
 
 def test_noise_images_round_trip(client: TestClient, auth: dict[str, str], api_env: Path) -> None:
