@@ -157,6 +157,16 @@ def _gpt2_tokenizer(dest: Path) -> GPT2Tokenizer:
 # -- image models ----------------------------------------------------------------------------
 
 
+def _cnn_processor() -> ConvNextImageProcessorPil:
+    """Resize the shorter side to IMAGE_SIZE (no crop), ImageNet normalisation."""
+    return ConvNextImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_pct=1.0,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    )
+
+
 def tiny_resnet_dir(dest: Path) -> Path:
     """A 2-stage basic-block ResNet (8/16 channels) classifier with a 32 px processor."""
     dest = _prepare(dest)
@@ -171,12 +181,7 @@ def tiny_resnet_dir(dest: Path) -> Path:
         label2id=label2id,
     )
     _save_seeded(dest, lambda: ResNetForImageClassification(config))
-    ConvNextImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_pct=1.0,
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-    ).save_pretrained(dest)
+    _cnn_processor().save_pretrained(dest)
     return dest
 
 
@@ -218,12 +223,7 @@ def tiny_convnext_dir(dest: Path) -> Path:
         label2id=label2id,
     )
     _save_seeded(dest, lambda: ConvNextForImageClassification(config))
-    ConvNextImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_pct=1.0,
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-    ).save_pretrained(dest)
+    _cnn_processor().save_pretrained(dest)
     return dest
 
 

@@ -52,7 +52,7 @@ from worker.strategies.toolkit import (
 )
 from worker.training.loop import fit
 from worker.training.pairs import Pair, sample_pairs
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 PAIR_PHASE = "contrastive_pairs"
 
@@ -128,11 +128,7 @@ def tune_encoder(
     return [metrics["train_loss"] for metrics in result.history]
 
 
-@register
-class Contrastive:
-    name: str = "contrastive"
-    artifact_kind: ArtifactKind = "head"
-
+class Contrastive(Strategy, name="contrastive", artifact_kind="head"):
     def train(self, setup: TrainingSetup, config: ContrastiveStrategy) -> TrainedModel:
         hp, device, tokenizer, callbacks = setup.hp, setup.device, setup.tokenizer, setup.callbacks
         pooling = resolve_pooling(setup.base_model_dir, "auto")

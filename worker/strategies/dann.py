@@ -48,7 +48,7 @@ from worker.strategies.toolkit import (
 from worker.training.grl import reversal_weight, reverse_gradient
 from worker.training.loop import StepLoss, fit
 from worker.training.metrics import loss_fn
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 TARGET_FIELD = "target_dataset_id"
 
@@ -72,11 +72,7 @@ class DannModel(nn.Module):
         return logits
 
 
-@register
-class DomainAdversarial:
-    name: str = "dann"
-    artifact_kind: ArtifactKind = "head"
-
+class DomainAdversarial(Strategy, name="dann", artifact_kind="head"):
     def train(self, setup: TrainingSetup, config: DannStrategy) -> TrainedModel:
         hp, device = setup.hp, setup.device
         if setup.multilabel or setup.task not in config.supported_tasks:

@@ -45,13 +45,7 @@ from worker.core.device import make_generator, seed_everything
 from worker.core.models import load_encoder
 from worker.strategies.toolkit import adamw, max_length_for, warmup_schedule
 from worker.training.loop import fit
-from worker.training.recipe import (
-    ArtifactKind,
-    TrainedModel,
-    TrainingSetup,
-    register,
-    strategy_named,
-)
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup, strategy_named
 
 UNLABELED_FIELD = "unlabeled_dataset_id"
 
@@ -131,11 +125,7 @@ def save_encoder(encoder: nn.Module, tokenizer: Any, base_model_dir: Path, dest:
     return dest
 
 
-@register
-class DomainAdaptivePretraining:
-    name: str = "dapt"
-    artifact_kind: ArtifactKind = "full"
-
+class DomainAdaptivePretraining(Strategy, name="dapt", artifact_kind="full"):
     def train(self, setup: TrainingSetup, config: DaptStrategy) -> TrainedModel:
         downstream_config = STRATEGY_CONFIGS[config.then].model_validate({})
         if setup.task not in downstream_config.supported_tasks:

@@ -13,7 +13,7 @@ from torch import nn
 from app.contract.strategies import FullStrategy
 from worker.strategies.layer_groups import layer_group, num_layers_of
 from worker.strategies.toolkit import LrScale, adamw, fine_tune_classifier, load_classifier
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 
 def layer_depth(name: str, num_layers: int) -> int:
@@ -32,11 +32,7 @@ def layerwise_decay(model: nn.Module, decay: float) -> LrScale:
     return scale
 
 
-@register
-class FullFineTune:
-    name: str = "full"
-    artifact_kind: ArtifactKind = "full"
-
+class FullFineTune(Strategy, name="full", artifact_kind="full"):
     def train(self, setup: TrainingSetup, config: FullStrategy) -> TrainedModel:
         model = load_classifier(setup)
         optimizer = adamw(

@@ -39,7 +39,7 @@ from worker.strategies.toolkit import (
     warmup_schedule,
 )
 from worker.training.callbacks import TrainingCallbacks
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 #: ULMFiT's ratio between the peak and the lowest learning rate of the slanted triangle
 STLR_RATIO = 32.0
@@ -122,11 +122,7 @@ class Unfreezer:
         self.trainable = wanted
 
 
-@register
-class GradualUnfreeze:
-    name: str = "gradual_unfreeze"
-    artifact_kind: ArtifactKind = "full"
-
+class GradualUnfreeze(Strategy, name="gradual_unfreeze", artifact_kind="full"):
     def train(self, setup: TrainingSetup, config: GradualUnfreezeStrategy) -> TrainedModel:
         model = load_classifier(setup)
         unfreezer = Unfreezer(model, config, setup.callbacks)

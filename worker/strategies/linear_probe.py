@@ -20,14 +20,10 @@ from app.contract.strategies import LinearProbeStrategy
 from worker.core.pooling import resolve_pooling
 from worker.features import Featurizer
 from worker.strategies.toolkit import max_length_for, split_features, train_head
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 
-@register
-class LinearProbe:
-    name: str = "linear_probe"
-    artifact_kind: ArtifactKind = "head"
-
+class LinearProbe(Strategy, name="linear_probe", artifact_kind="head"):
     def train(self, setup: TrainingSetup, config: LinearProbeStrategy) -> TrainedModel:
         pooling = resolve_pooling(setup.base_model_dir, config.pooling)
         # the config alone (no weights): on a full cache hit the backbone is never loaded

@@ -27,7 +27,7 @@ from torch import nn
 from app.contract.strategies import LoraStrategy
 from worker.core.models import load_classifier, reads_images_dir
 from worker.strategies.toolkit import adamw, fine_tune_classifier, parameter_counts
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 #: the attention projections LoRA adapts by default, by ``config.model_type``
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
@@ -115,11 +115,7 @@ def build_lora_model(
     return peft_model
 
 
-@register
-class LoraFineTune:
-    name: str = "lora"
-    artifact_kind: ArtifactKind = "lora"
-
+class LoraFineTune(Strategy, name="lora", artifact_kind="lora"):
     def train(self, setup: TrainingSetup, config: LoraStrategy) -> TrainedModel:
         model = build_lora_model(
             setup.base_model_dir,

@@ -21,7 +21,7 @@ from worker.strategies.toolkit import (
     load_classifier,
     parameter_counts,
 )
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 
 
 def freeze_lower(model: nn.Module, trainable_layers: int) -> list[str]:
@@ -33,11 +33,7 @@ def freeze_lower(model: nn.Module, trainable_layers: int) -> list[str]:
     return group_names(num_layers)[: top + 1]
 
 
-@register
-class PartialFineTune:
-    name: str = "partial"
-    artifact_kind: ArtifactKind = "full"
-
+class PartialFineTune(Strategy, name="partial", artifact_kind="full"):
     def train(self, setup: TrainingSetup, config: PartialStrategy) -> TrainedModel:
         model = load_classifier(setup)
         trained_groups = freeze_lower(model, config.trainable_layers)

@@ -20,7 +20,7 @@ from app.contract.strategies import ZeroShotStrategy
 from worker.features import Featurizer
 from worker.strategies.toolkit import split_features, trained_model
 from worker.training.loop import FitResult, evaluate
-from worker.training.recipe import ArtifactKind, TrainedModel, TrainingSetup, register
+from worker.training.recipe import Strategy, TrainedModel, TrainingSetup
 from worker.training.selection import Selector
 
 POOLING = "embeds"
@@ -52,11 +52,7 @@ def zero_shot_head(setup: TrainingSetup, config: ZeroShotStrategy) -> nn.Linear:
     return head.to(setup.device).requires_grad_(False)
 
 
-@register
-class ZeroShot:
-    name: str = "zero_shot"
-    artifact_kind: ArtifactKind = "head"
-
+class ZeroShot(Strategy, name="zero_shot", artifact_kind="head"):
     def train(self, setup: TrainingSetup, config: ZeroShotStrategy) -> TrainedModel:
         head = zero_shot_head(setup, config)
         featurizer = Featurizer.for_base(

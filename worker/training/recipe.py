@@ -4,7 +4,7 @@ and the registry strategies put themselves in.
 A strategy gets a resolved :class:`TrainingSetup` (:func:`worker.training.prepare.prepare_setup`)
 and its typed config (the pydantic model from :mod:`app.contract.strategies`), builds what it
 trains, runs :func:`worker.training.loop.fit` and returns a :class:`TrainedModel` that the
-artifact writer saves. A strategy module declares itself with :func:`register`;
+artifact writer saves. A strategy names itself in its class statement (:class:`Strategy`);
 :mod:`worker.strategies.registry` imports every strategy module, so that importing it fills
 :data:`STRATEGIES`. This module imports no strategy: anything (``dapt`` looking up its
 downstream strategy, the artifact writer, serving) can depend on it without a cycle.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -93,26 +93,36 @@ class TrainedModel:
     backbone: nn.Module | None = None
 
 
-class Strategy(Protocol):
-    #: the API name (``strategy.name`` in ``POST /v1/jobs``)
-    name: str
-    #: what the artifact holds: ``full`` weights, a ``head`` over a base, or ``lora`` adapters
-    artifact_kind: ArtifactKind
+class Strategy:
+    """The base of every strategy. A subclass names itself in its class statement and is
+    registered then: ``class FullFineTune(Strategy, name="full", artifact_kind="full")``.
+    (A subclass without a name, such as a test's spy, inherits its parent's and is not
+    registered.)"""
 
-    def train(self, setup: TrainingSetup, config: Any) -> TrainedModel: ...
+    #: the API name (``strategy.name`` in ``POST /v1/jobs``)
+    name: ClassVar[str]
+    #: what the artifact holds: ``full`` weights, a ``head`` over a base, or ``lora`` adapters
+    artifact_kind: ClassVar[ArtifactKind]
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, artifact_kind: ArtifactKind | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is None:
+            return
+        if artifact_kind is None:
+            raise TypeError(f"strategy {name!r} needs an artifact_kind")
+        cls.name, cls.artifact_kind = name, artifact_kind
+        if name in STRATEGIES:
+            raise ValueError(f"two strategies are named {name!r}")
+        STRATEGIES[name] = cls()
+
+    def train(self, setup: TrainingSetup, config: Any) -> TrainedModel:
+        raise NotImplementedError
 
 
 #: every registered strategy by API name (filled as the strategy modules are imported)
 STRATEGIES: dict[str, Strategy] = {}
-S = TypeVar("S", bound=type[Any])
-
-
-def register(cls: S) -> S:
-    """Class decorator: one instance of ``cls`` serves jobs whose strategy is ``cls.name``."""
-    if cls.name in STRATEGIES:
-        raise ValueError(f"two strategies are named {cls.name!r}")
-    STRATEGIES[cls.name] = cls()
-    return cls
 
 
 def strategy_named(name: str) -> Strategy:
