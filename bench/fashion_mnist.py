@@ -12,6 +12,7 @@ import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -34,7 +35,7 @@ LABEL_NAMES = [
 ]
 
 #: IDX type byte -> numpy dtype (big-endian where it matters)
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -78,9 +79,8 @@ class Sample:
     indices: np.ndarray  # (n,) positions in the source file
 
     def counts(self) -> dict[str, int]:
-        return {
-            LABEL_NAMES[k]: int(v) for k, v in zip(*np.unique(self.labels, return_counts=True))
-        }
+        counts = np.bincount(self.labels, minlength=len(LABEL_NAMES))
+        return {name: int(n) for name, n in zip(LABEL_NAMES, counts, strict=True)}
 
 
 def load_split(split: str, data_dir: Path = DATA_DIR) -> tuple[np.ndarray, np.ndarray]:
