@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.contract.tasks import IMAGE_TASKS
 from worker.artifacts import write_artifact
-from worker.core.models import load_tokenizer
+from worker.core.models import load_processor
 from worker.serving.predictor import ArtifactError, load_lora_model, read_manifest
 from worker.training.recipe import TrainedModel
 
@@ -54,7 +55,7 @@ def export_merged(
     trained = TrainedModel(
         kind="full",
         model=merged,
-        tokenizer=load_tokenizer(model_dir),
+        tokenizer=load_processor(model_dir, images=manifest["task"] in IMAGE_TASKS),
         task=manifest["task"],
         label_names=list(manifest["labels"]),
         base_model_dir=Path(base_model.get("path") or ""),
