@@ -214,3 +214,24 @@ def test_a_released_image_job_resumes_exactly(bases: dict[str, Path], tmp_path: 
     uninterrupted = _train(bases["resnet"], FullStrategy())
     for name, tensor in uninterrupted.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=1e-6)
+
+
+def test_an_image_lora_exports_to_a_plain_transformers_model(
+    bases: dict[str, Path], tmp_path: Path
+) -> None:
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from worker.export import export_merged
+
+    trained = _train(bases["vit"], LoraStrategy(r=4))
+    manifest = {"base_model": {"id": "tiny", "path": str(bases["vit"])}}
+    artifact = write_artifact(trained, tmp_path / "m", manifest=manifest)
+    merged = export_merged(artifact, tmp_path / "merged")
+    _, validation = _splits()
+    images = [decode(image) for image in validation.images or []]
+    model = AutoModelForImageClassification.from_pretrained(merged).eval()
+    pixels = AutoImageProcessor.from_pretrained(merged)(images=images, return_tensors="pt")
+    with torch.inference_mode():
+        plain = model(**pixels).logits
+    served = load_predictor(artifact, device=CPU).logits(list(validation.images or []))
+    torch.testing.assert_close(plain, served, atol=1e-4, rtol=1e-4)
