@@ -14,8 +14,9 @@ per strategy.
    base model ``mobilenet_v2_<N>px`` through ``TUNESERVE_BASE_MODELS_DIR``.
 3. Service: ``tuneserve up`` (embedded Redis, SQLite, a real train worker and inference worker)
    in a fresh temporary data directory on ``--port`` (Redis on port + 1).
-4. One job per strategy, one after another (the train worker runs one job at a time), each
-   with the train, validation and test datasets; the script polls ``GET /v1/jobs/{id}`` until it
+4. One job per entry of ``--strategies`` (a strategy, optionally ``@`` a learning rate), one
+   after another (the train worker runs one job at a time), each with the train, validation
+   and test datasets; the script polls ``GET /v1/jobs/{id}`` until it
    ends and reads ``GET /v1/jobs/{id}/report``. Recorded per strategy: validation and test
    accuracy and macro-F1 of the served weights, the selected epoch, trainable parameters,
    wall seconds (submit to end, and the job's own started-to-finished), the report's
@@ -26,7 +27,7 @@ keeps what it finished.
 
     python -m bench.bench_images [--train-size 3000] [--validation-size 500]
         [--test-size 1000] [--image-size 96] [--epochs 4] [--batch-size 32]
-        [--strategies linear_probe,partial,full,lora] [--lr full=1e-3 --lr partial=1e-3]
+        [--strategies linear_probe,partial,full,lora,full@1e-3,...]
         [--strategy-epochs full=3] [--partial-layers 4] [--port 8131] [--output PATH]
 """
 
@@ -102,7 +103,18 @@ def strategy_body(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def hyperparameters(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def parse_runs(spec: str) -> list[tuple[str, float | None]]:
+    """``"linear_probe,full,full@1e-3"`` -> ``[("linear_probe", None), ("full", None),
+    ("full", 0.001)]``: a strategy, with a learning rate after ``@`` (else its default)."""
+    runs: list[tuple[str, float | None]] = []
+    for item in spec.split(","):
+        name, _, rate = item.strip().partition("@")
+        if name:
+            runs.append((name, float(rate) if rate else None))
+    return runs
+
+
+def hyperparameters(name: str, rate: float | None, args: argparse.Namespace) -> dict[str, Any]:
     hp: dict[str, Any] = {
         "epochs": args.strategy_epochs.get(name, args.epochs),
         "batch_size": args.batch_size,
@@ -110,8 +122,8 @@ def hyperparameters(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "random_resized_crop": not args.no_random_resized_crop,
         "horizontal_flip": not args.no_horizontal_flip,
     }
-    if name in args.lr:
-        hp["learning_rate"] = args.lr[name]
+    if rate is not None:
+        hp["learning_rate"] = rate
     return hp
 
 
@@ -143,7 +155,12 @@ def upload(client: httpx.Client, name: str, payload: bytes) -> dict[str, Any]:
 
 
 def run_job(
-    client: httpx.Client, base: str, datasets: dict[str, str], name: str, args: argparse.Namespace
+    client: httpx.Client,
+    base: str,
+    datasets: dict[str, str],
+    name: str,
+    rate: float | None,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     body = {
         "base_model": base,
@@ -151,7 +168,7 @@ def run_job(
         "validation_dataset_id": datasets.get("validation"),
         "test_dataset_id": datasets["test"],
         "strategy": strategy_body(name, args),
-        "hyperparameters": hyperparameters(name, args),
+        "hyperparameters": hyperparameters(name, rate, args),
     }
     started = time.monotonic()
     r = client.post("/v1/jobs", json=body)
@@ -266,9 +283,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--strategies", default="linear_probe,partial,full,lora")
     parser.add_argument(
-        "--lr", action="append", default=[], help="STRATEGY=RATE (repeatable); default: its own"
+        "--strategies",
+        default="linear_probe,partial,full,lora",
+        help="comma-separated jobs, run in this order: a strategy, optionally @ a learning "
+        "rate (full@1e-3); without one, the strategy's default rate",
     )
     parser.add_argument(
         "--strategy-epochs", action="append", default=[], help="STRATEGY=EPOCHS (repeatable)"
@@ -284,9 +303,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "images.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
-    args.lr = _pairs(args.lr, float)
     args.strategy_epochs = _pairs(args.strategy_epochs, int)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    runs = parse_runs(args.strategies)
 
     machine = machine_info()
     started_at = timestamp()
@@ -345,9 +363,9 @@ def main() -> None:
             }
             result["datasets"] = uploads
             ids = {name: u["id"] for name, u in uploads.items()}
-            for name in strategies:
-                print(f"{name}: submitting")
-                result["results"].append(run_job(client, base, ids, name, args))
+            for name, rate in runs:
+                print(f"{name} (learning rate {rate or 'default'}): submitting")
+                result["results"].append(run_job(client, base, ids, name, rate, args))
                 result["total_seconds"] = round(time.monotonic() - total, 1)
                 write_result("images", result, args.output)
     finally:
@@ -363,6 +381,10 @@ def main() -> None:
         COLUMNS,
         table_rows(result["results"]),
     )
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in table_rows(result["results"]):
+        print("| " + " | ".join(row) + " |")
     print("wrote", path)
 
 

@@ -25,7 +25,7 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
 class EarlyStopping(BaseModel):
     """Which evaluation's weights are served, and when training stops early."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = Field(
         True,
@@ -57,7 +57,7 @@ class EarlyStopping(BaseModel):
 class Hyperparameters(BaseModel):
     """Settings shared by every strategy; each is bounded and documented."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training split.")
     batch_size: int = Field(16, ge=1, le=1024, description="Examples per optimisation step.")

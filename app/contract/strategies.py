@@ -23,7 +23,7 @@ from app.contract.tasks import (
 
 
 class _Strategy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     #: tasks the strategy can train on (text and image classification unless it says)
     supported_tasks: ClassVar[frozenset[str]] = LABELED_TASKS
