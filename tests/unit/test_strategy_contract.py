@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 import pytest
@@ -55,3 +56,32 @@ def test_every_field_is_documented(model: type[BaseModel]) -> None:
 @pytest.mark.parametrize("model", _union_members(), ids=lambda m: m.__name__)
 def test_strategy_configs_forbid_unknown_fields(model: type[BaseModel]) -> None:
     assert model.model_config.get("extra") == "forbid"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "partial", "trainable_layers": False},  # found by schemathesis: was 0
+        {"name": "partial", "trainable_layers": "2"},
+        {"name": "lora", "r": 8.5},
+        {"name": "gradual_unfreeze", "slanted_triangular": "yes"},
+    ],
+)
+def test_strategy_fields_are_not_coerced(body: dict[str, object]) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from app.contract.strategies import StrategyConfig
+
+    with pytest.raises(ValidationError):
+        TypeAdapter(StrategyConfig).validate_json(json.dumps(body))
+
+
+@pytest.mark.parametrize("field", ["epochs", "batch_size", "seed", "max_length"])
+def test_integer_hyperparameters_refuse_booleans(field: str) -> None:
+    from pydantic import ValidationError
+
+    from app.contract.hyperparameters import Hyperparameters
+
+    with pytest.raises(ValidationError):
+        Hyperparameters.model_validate_json(json.dumps({field: True}))
+    assert Hyperparameters.model_validate_json('{"learning_rate": 1}').learning_rate == 1.0
