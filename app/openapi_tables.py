@@ -209,7 +209,9 @@ UPLOAD_FORM: dict[str, Any] = {
             "type": "string",
             "format": "binary",
             "description": "The data: CSV (with a header row), JSON Lines or Parquet, streamed "
-            "under `TUNESERVE_MAX_UPLOAD_BYTES`.",
+            "under `TUNESERVE_MAX_UPLOAD_BYTES`; for `image-classification` and "
+            "`image-multilabel`, a zip of one folder per class, or of the images and a "
+            "`labels.csv` / `labels.jsonl` (docs/datasets.md, Image datasets).",
         },
         "task": {
             "type": "string",
@@ -226,7 +228,14 @@ UPLOAD_FORM: dict[str, Any] = {
         "label_column": {
             "type": "string",
             "default": "label",
-            "description": "The label column (a list of labels for `text-multilabel`).",
+            "description": "The label column (a list of labels for `text-multilabel`; in an "
+            "image zip's labels file, `labels` for `image-multilabel`).",
+        },
+        "image_column": {
+            "type": "string",
+            "default": "image",
+            "description": "Image tasks, labels-file layout: the column naming each image's "
+            "path in the zip.",
         },
         "text_pair_column": {
             "type": "string",

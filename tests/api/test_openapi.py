@@ -142,6 +142,7 @@ def test_the_upload_documents_its_multipart_form(document: dict[str, Any]) -> No
     assert schema["properties"]["file"] == {**schema["properties"]["file"], "format": "binary"}
     assert schema["properties"]["task"]["enum"] == list(TASKS)
     fields = {"file", "task", "name", "text_column", "label_column", "text_pair_column", "format"}
+    fields.add("image_column")  # the image tasks' labels-file layout
     assert set(schema["properties"]) == fields
     assert form["example"] == UPLOAD_EXAMPLE
 
