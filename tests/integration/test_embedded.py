@@ -61,6 +61,8 @@ def _up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "HF_HUB_OFFLINE": "1",
         "TUNESERVE_BASE_MODELS_DIR": str(tmp_path / "models"),
+        # a free port, not the default 9101: another tuneserve on this machine may hold it
+        "TUNESERVE_SERVING_METRICS_PORT": str(_free_port()),
         **extra,
     }
     for key in ("TUNESERVE_DATABASE_URL", "TUNESERVE_BROKER_URL", "TUNESERVE_DATA_DIR"):
