@@ -109,6 +109,22 @@ class Settings(BaseSettings):
         description="Most tokens (after truncation to the model's length) in one predict "
         "request; 413 beyond it.",
     )
+    predict_max_images: int = Field(
+        64, ge=1, description="Most images in one predict request to an image model (413)."
+    )
+    predict_max_image_bytes: int = Field(
+        8 * 1024**2, description="Most bytes of one image file in a predict request (413)."
+    )
+    predict_max_image_pixels: int = Field(
+        40_000_000,
+        description="Most pixels (width x height, read from the image's header before any "
+        "pixel is decoded) of one image in a predict request (413).",
+    )
+    predict_max_body_bytes: int = Field(
+        32 * 1024**2,
+        description="Largest body of a predict request (multipart image files or JSON with "
+        "base64 images), counted while reading, before authentication (413).",
+    )
     predict_timeout_s: float = Field(
         30.0, description="A predict request's deadline: 504 after it, and no work after it."
     )

@@ -6,7 +6,8 @@ route decorator:
 - a bearer security scheme (``Authorization: Bearer <key>``) on every ``/v1`` operation, so
   Swagger UI shows *Authorize*; authentication happens in a middleware that FastAPI cannot see;
 - the multipart form of ``POST /v1/datasets``, which the route parses from the stream itself
-  (:mod:`app.datasets.upload`), so FastAPI never sees it;
+  (:mod:`app.datasets.upload`), so FastAPI never sees it; likewise the two bodies of predict
+  (JSON, or a multipart form of image files: :mod:`app.models.predict_body`);
 - one error schema, ``{"error": {"code", "message", "details"}}`` (:mod:`app.errors`), for
   every error response, in place of FastAPI's ``HTTPValidationError`` for 422;
 - every status a route can answer: from rules (an authenticated route can answer 401, 403,
@@ -26,6 +27,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.models.schemas import PredictRequest
 from app.openapi_tables import (
     AUTHENTICATED_STATUSES,
     BODY_STATUSES,
@@ -36,6 +38,7 @@ from app.openapi_tables import (
     EXTRA_STATUSES,
     LINKS,
     PATH_ID_STATUSES,
+    PREDICT_FORM,
     READINESS_SCHEMA,
     REPLAY_STATUSES,
     UPLOAD_EXAMPLE,
@@ -124,6 +127,27 @@ def _document_upload(schema: dict[str, Any]) -> None:
     schema["components"]["schemas"]["DatasetUpload"] = copy.deepcopy(UPLOAD_FORM)
 
 
+def _document_predict(schema: dict[str, Any]) -> None:
+    operation = schema["paths"].get("/v1/models/{model_id}/predict", {}).get("post")
+    if operation is None:
+        return
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+            "multipart/form-data": {
+                "schema": {"$ref": "#/components/schemas/PredictImages"},
+                "encoding": {"files": {"contentType": "image/png, image/jpeg, image/*"}},
+            },
+        },
+    }
+    schemas = schema["components"]["schemas"]
+    schemas["PredictRequest"] = PredictRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    schemas["PredictImages"] = copy.deepcopy(PREDICT_FORM)
+
+
 def _document_readiness(schema: dict[str, Any]) -> None:
     operation = schema["paths"].get("/readyz", {}).get("get")
     if operation is None:
@@ -185,6 +209,7 @@ def make_honest(schema: dict[str, Any]) -> dict[str, Any]:
         "`Authorization: Bearer <key>`. Its scopes decide what it may do.",
     }
     _document_upload(schema)
+    _document_predict(schema)
     _document_readiness(schema)
     _document_replays(schema)
     for path, method, operation in _operations(schema):

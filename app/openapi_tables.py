@@ -116,7 +116,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/jobs/{job_id}/report/plots/{name}"): (409,),
     ("post", "/v1/sweeps"): (404, 409),
     ("post", "/v1/sweeps/{sweep_id}/cancel"): (409,),
-    ("post", "/v1/models/{model_id}/predict"): (504,),
+    ("post", "/v1/models/{model_id}/predict"): (415, 504),
     ("get", "/readyz"): (503,),
 }
 
@@ -260,4 +260,28 @@ UPLOAD_EXAMPLE: dict[str, str] = {
     "task": "text-classification",
     "name": "headlines",
     "format": "csv",
+}
+
+
+#: predict's multipart form (image models; parsed by app.models.predict_body)
+PREDICT_FORM: dict[str, Any] = {
+    "title": "PredictImages",
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "Image files (PNG, JPEG, GIF, BMP or WEBP), one part each; at most "
+            "`TUNESERVE_PREDICT_MAX_IMAGES`, each under `TUNESERVE_PREDICT_MAX_IMAGE_BYTES` and "
+            "`TUNESERVE_PREDICT_MAX_IMAGE_PIXELS`.",
+        },
+        "top_k": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 1,
+            "description": "Labels returned per image, best first.",
+        },
+    },
 }

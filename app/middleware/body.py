@@ -3,8 +3,9 @@
 :class:`BodyLimit` (outside authentication) refuses a body whose ``Content-Length`` is past the
 route's cap at once, and counts the bytes of a body sent without one while it is read: no
 route ever holds more than the cap. The dataset upload has its own, larger cap
-(``TUNESERVE_MAX_UPLOAD_BYTES``, enforced again on the file part by the upload parser); every
-other route has ``TUNESERVE_MAX_JSON_BODY_BYTES``.
+(``TUNESERVE_MAX_UPLOAD_BYTES``, enforced again on the file part by the upload parser), predict
+its own (``TUNESERVE_PREDICT_MAX_BODY_BYTES``: it may carry image files); every other route has
+``TUNESERVE_MAX_JSON_BODY_BYTES``.
 
 :class:`JsonText` (inside authentication) refuses a JSON body that is not valid UTF-8 or that
 escapes a lone UTF-16 surrogate (``"\\ud800"``): Python's ``json`` accepts both and gives a
@@ -26,10 +27,10 @@ from app.errors import AppError, InvalidInput, PayloadTooLarge
 from app.route_table import matching_route
 
 UPLOAD_PATH = "/v1/datasets"
+PREDICT_PATH = re.compile(r"^/v1/models/[^/]+/predict/?$")
 #: multipart framing and the small form fields around the file
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 #: a JSON escape that may be a surrogate: only then is the body parsed here
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -44,6 +45,13 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _json_or_untyped(content_type: bytes) -> bool:
+    """Bodies a route may read as JSON: no type, or a JSON type (forms, images and other
+    types are the route's to read or refuse)."""
+    media = content_type.split(b";")[0].strip()
+    return media in (b"", b"application/json") or media.endswith(b"+json")
+
+
 def _content_type(scope: Scope) -> bytes:
     for key, value in scope.get("headers", ()):
         if key == b"content-type":
@@ -56,10 +64,14 @@ class BodyLimit:
         self.app = app
         self.json_cap = settings.max_json_body_bytes
         self.upload_cap = settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES
+        self.predict_cap = settings.predict_max_body_bytes
 
     def cap_for(self, scope: Scope) -> int:
-        upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
-        return self.upload_cap if upload else self.json_cap
+        if scope["method"] != "POST":
+            return self.json_cap
+        if scope["path"].rstrip("/") == UPLOAD_PATH:
+            return self.upload_cap
+        return self.predict_cap if PREDICT_PATH.match(scope["path"]) else self.json_cap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +113,7 @@ class JsonText:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        if _content_type(scope).startswith(_FORM_TYPES) or matching_route(scope) is None:
+        if not _json_or_untyped(_content_type(scope)) or matching_route(scope) is None:
             await self.app(scope, receive, send)
             return
         try:

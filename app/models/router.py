@@ -3,7 +3,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import OperationalError
 
@@ -11,7 +11,8 @@ from app.config import get_settings
 from app.db import get_engine
 from app.deps import SessionDep, SettingsDep, StorageDep, TenantDep, database_unavailable
 from app.models import service
-from app.models.schemas import ModelList, ModelRead, Prediction, PredictRequest, PredictResponse
+from app.models.predict_body import read_predict_body
+from app.models.schemas import ModelList, ModelRead, Prediction, PredictResponse
 from app.models.targets import PredictTarget, TargetCache, find_target
 from app.pagination import page
 
@@ -75,13 +76,16 @@ async def predict_target(model_id: str, tenant: TenantDep) -> PredictTarget:
 
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 async def predict(
-    body: PredictRequest,
+    request: Request,
     model: Annotated[PredictTarget, Depends(predict_target)],
     settings: SettingsDep,
 ) -> PredictResponse:
-    """Classify inputs with the model. An inference worker batches them with other requests
-    for the same base model; 504 when no answer comes within `TUNESERVE_PREDICT_TIMEOUT_S`,
-    413 beyond `TUNESERVE_PREDICT_MAX_INPUTS` inputs or `TUNESERVE_PREDICT_MAX_TOKENS` tokens."""
+    """Classify inputs with the model: texts as JSON `inputs`; images as multipart `files` or
+    JSON `images` (base64). An inference worker batches them with other requests for the same
+    base model; 504 when no answer comes within `TUNESERVE_PREDICT_TIMEOUT_S`, 413 beyond
+    `TUNESERVE_PREDICT_MAX_INPUTS` inputs, `TUNESERVE_PREDICT_MAX_TOKENS` tokens or the image
+    limits (`TUNESERVE_PREDICT_MAX_IMAGES`, `_MAX_IMAGE_BYTES`, `_MAX_IMAGE_PIXELS`)."""
+    body = await read_predict_body(request, settings)
     predictions = await service.predict(
         model, tenant_id=model.tenant_id, body=body, settings=settings
     )

@@ -23,7 +23,7 @@ from app.errors import (
 from app.inference.gateway import QueueUnavailable, gateway
 from app.inference.protocol import InferReply, InferRequest
 from app.models.orm import Model
-from app.models.schemas import PredictRequest
+from app.models.predict_body import PredictBody
 from app.models.targets import PredictTarget
 from app.pagination import paginate
 from app.storage import Storage
@@ -68,15 +68,19 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _check_inputs(model: PredictTarget, body: PredictRequest, settings: Settings) -> list[Any]:
-    if model.task in IMAGE_TASKS:
-        raise InvalidInput(
-            f"Model {model.id!r} classifies images; predicting over HTTP takes text only in "
-            "this version. Export the model (python -m worker.export) and run it with "
-            "transformers' AutoModelForImageClassification and its image processor.",
-            code="image_predict_unsupported",
-            details={"task": model.task},
-        )
+def _check_inputs(model: PredictTarget, body: PredictBody, settings: Settings) -> list[Any]:
+    images = model.task in IMAGE_TASKS
+    if images != body.images:
+        if images:
+            message = (
+                f"Model {model.id!r} classifies images: send the image files as multipart "
+                "`files`, or as base64 in JSON `images`."
+            )
+        else:
+            message = f"Model {model.id!r} classifies text: send JSON `inputs`."
+        raise InvalidInput(message, code="wrong_input_kind", details={"task": model.task})
+    if images:
+        return body.inputs  # checked as they were read (app.models.image_inputs)
     if len(body.inputs) > settings.predict_max_inputs:
         raise PayloadTooLarge(
             f"{len(body.inputs)} inputs in one request; at most {settings.predict_max_inputs}.",
@@ -106,7 +110,7 @@ def _check_inputs(model: PredictTarget, body: PredictRequest, settings: Settings
 
 
 async def predict(
-    model: PredictTarget, *, tenant_id: str, body: PredictRequest, settings: Settings
+    model: PredictTarget, *, tenant_id: str, body: PredictBody, settings: Settings
 ) -> list[dict[str, Any]]:
     """Queue the request for an inference worker and await its answer (no thread is held)."""
     inputs = _check_inputs(model, body, settings)

@@ -62,7 +62,12 @@ def insert_jobs(
         return [j.id for j in jobs]
 
 
-def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics", "sport")) -> str:
+def insert_model(
+    tenant: str = "acme",
+    *,
+    labels: tuple[str, ...] = ("politics", "sport"),
+    task: str = "text-classification",
+) -> str:
     """A Model row (with the dataset and job rows its foreign keys need), straight through the
     ORM: the API never makes one without a worker."""
     from app.db import session_scope
@@ -77,7 +82,7 @@ def insert_model(tenant: str = "acme", *, labels: tuple[str, ...] = ("politics",
             tenant_id=job.tenant_id,
             job_id=job.id,
             base_model="all-MiniLM-L6-v2",
-            task="text-classification",
+            task=task,
             strategy="full",
             labels=list(labels),
             metrics={"accuracy": 0.9},

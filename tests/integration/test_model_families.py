@@ -1,9 +1,10 @@
 """Model families beyond BERT through the API on a real worker: a GPT-2-style decoder (text,
-trained and served) and a ResNet image classifier (a zip of class folders, trained; image
-prediction over HTTP answers a clear 422 until it lands)."""
+trained and served) and image classifiers (a zip of class folders, trained, and served on
+image files sent as multipart or as base64 JSON)."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import time
@@ -116,13 +117,21 @@ def test_an_image_model_trains_on_a_zip_of_class_folders(
     assert job["metrics"]["val_accuracy"] >= 0.5
     report = stack.client.get(f"/v1/jobs/{job['id']}/report", headers=stack.headers)
     assert report.status_code == 200, report.text
-    r = stack.client.post(
-        f"/v1/models/{job['model_id']}/predict",
-        headers=stack.headers,
-        json={"inputs": ["an image over JSON is not text"]},
-    )
-    assert r.status_code == 422, r.text
-    assert r.json()["error"]["code"] == "image_predict_unsupported"
+    images, _ = learnable_images(3, seed=99)
+    url = f"/v1/models/{job['model_id']}/predict"
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    by_form = stack.client.post(url, headers=stack.headers, files=files, data={"top_k": "2"})
+    assert by_form.status_code == 200, (by_form.text, stack.worker.tail())
+    predictions = by_form.json()["predictions"]
+    assert len(predictions) == len(images)
+    assert all({s["label"] for s in p["top_k"]} == {"A", "B"} for p in predictions)
+    encoded = [base64.b64encode(data).decode("ascii") for data in images]
+    by_json = stack.client.post(url, headers=stack.headers, json={"images": encoded, "top_k": 2})
+    assert by_json.status_code == 200, by_json.text
+    assert by_json.json()["predictions"] == predictions
+    text = stack.client.post(url, headers=stack.headers, json={"inputs": ["not an image"]})
+    assert text.status_code == 422, text.text
+    assert text.json()["error"]["code"] == "wrong_input_kind"
 
 
 def test_clip_zero_shot_needs_no_training_and_is_refused_elsewhere(stack: Stack) -> None:

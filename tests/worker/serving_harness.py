@@ -21,7 +21,7 @@ class Harness:
     def __init__(
         self,
         artifacts: Path,
-        base: Path,
+        base: Path | Callable[[str], Path],
         *,
         max_examples: int = 64,
         max_tokens: int = 4096,
@@ -33,7 +33,7 @@ class Harness:
     ) -> None:
         self.registry = ModelRegistry(
             artifact_dir=lambda relative: artifacts / relative,
-            resolve_base=lambda _: base,
+            resolve_base=base if callable(base) else lambda _: base,
             device=torch.device("cpu"),
             desired_dtype=desired_dtype,
             min_agreement=0.99,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from worker.core.device import autocast_as
-from worker.serving.encoding import Encoded, pad_batch
+from worker.serving.encoding import InputRow, batch_rows
 
 BASE_ADAPTER = "__base__"
 
@@ -107,10 +107,10 @@ class Backbone:
 
     # -- forward --------------------------------------------------------------------------
     def run(
-        self, rows: Sequence[Encoded], members: Sequence[Member], dtype: torch.dtype
+        self, rows: Sequence[InputRow], members: Sequence[Member], dtype: torch.dtype
     ) -> list[torch.Tensor]:
         """Logits of each row (float32, CPU) for its member, from one forward pass."""
-        batch = pad_batch(rows, pad_id=self.pad_id, left=self.left_pad, device=self.device)
+        batch = batch_rows(rows, pad_id=self.pad_id, left=self.left_pad, device=self.device)
         by_member: dict[str, list[int]] = {}
         for index, member in enumerate(members):
             by_member.setdefault(member.model_id, []).append(index)

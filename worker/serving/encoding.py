@@ -1,4 +1,5 @@
-"""Predict inputs to token ids (bounded work per input) and rows of ids to a padded batch.
+"""Predict inputs to rows (token ids, bounded work per input; or an image's pixels) and rows
+to a batch (:func:`batch_rows`: ids padded, pixels stacked).
 
 A fast tokenizer reads the whole string even when it keeps only ``max_length`` tokens, so a
 100,000-character input would cost ~100 ms of tokenizing to keep 256 tokens. Each text is
@@ -83,6 +84,36 @@ def encode_inputs(
         todo = retry
         limit *= 4
     return [item for item in encoded if item is not None]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRow:
+    """One image as the processor made it (``[channels, height, width]``). Its length, what the
+    scheduler counts and buckets by, is its number of 16 x 16 patches: an image costs about
+    what a text of as many tokens does."""
+
+    pixels: torch.Tensor
+
+    def __len__(self) -> int:
+        return max(1, int(self.pixels.shape[-1] * self.pixels.shape[-2]) // 256)
+
+
+InputRow = Encoded | ImageRow
+
+
+def batch_rows(
+    rows: Sequence[InputRow], *, pad_id: int, left: bool, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The model inputs of ``rows``: ``pixel_values`` for images, else :func:`pad_batch`."""
+    if isinstance(rows[0], ImageRow):
+        pixels = torch.stack([row.pixels for row in rows if isinstance(row, ImageRow)])
+        if len(pixels) != len(rows):
+            raise ValueError("a batch mixes images and texts")
+        return {"pixel_values": pixels.to(device, non_blocking=True)}
+    texts = [row for row in rows if isinstance(row, Encoded)]
+    if len(texts) != len(rows):
+        raise ValueError("a batch mixes images and texts")
+    return pad_batch(texts, pad_id=pad_id, left=left, device=device)
 
 
 def pad_batch(

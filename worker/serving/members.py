@@ -21,11 +21,13 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from app.contract.tasks import IMAGE_TASKS
 from worker.core.data import PAIR_TASK
 from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
 from worker.serving.backbone import Backbone
-from worker.serving.encoding import Encoded, encode_inputs
+from worker.serving.encoding import InputRow, encode_inputs
+from worker.serving.image_encoding import encode_images
 
 
 @dataclass(eq=False)
@@ -39,12 +41,19 @@ class Member:
     calibration: Calibration
     dtype: torch.dtype
     nbytes: int = 0
+    #: image models: the most pixels of one image, and the longer side it is shrunk to first
+    max_pixels: int = 40_000_000
+    max_side: int = 256
     #: rows of this model waiting for or in a forward pass (it is not evicted while > 0)
     inflight: int = field(default=0, init=False)
 
     adapter_name: str | None = field(default=None, init=False)
 
-    def encode(self, inputs: Sequence[Any]) -> list[Encoded]:
+    def encode(self, inputs: Sequence[Any]) -> Sequence[InputRow]:
+        if self.task in IMAGE_TASKS:
+            return encode_images(
+                self.tokenizer, inputs, max_pixels=self.max_pixels, max_side=self.max_side
+            )
         return encode_inputs(
             self.tokenizer, inputs, pair=self.task == PAIR_TASK, max_length=self.max_length
         )
@@ -56,19 +65,34 @@ class Member:
         """Give back what this member added to its backbone (caller holds the lock)."""
 
 
+#: what a probe's pooling may read of the backbone's outputs (``worker.core.pooling.pool``)
+_POOLED_OUTPUTS = ("last_hidden_state", "pooler_output", "image_embeds")
+
+
+def row_index(rows: list[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``rows`` as an index tensor on the batch's device."""
+    device = next(iter(batch.values())).device
+    return torch.tensor(rows, device=device)
+
+
 @dataclass(eq=False)
 class ProbeMember(Member):
     head: nn.Module = field(default_factory=nn.Identity)
     pooling: PoolingMode = "cls"
 
     def logits(self, outputs: Any, rows: list[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        index = torch.tensor(rows, device=batch["input_ids"].device)
-        pooler = getattr(outputs, "pooler_output", None)
+        index = row_index(rows, batch)
         states = SimpleNamespace(
-            last_hidden_state=outputs.last_hidden_state.index_select(0, index),
-            pooler_output=pooler.index_select(0, index) if pooler is not None else None,
+            **{
+                name: value.index_select(0, index) if value is not None else None
+                for name in _POOLED_OUTPUTS
+                for value in [getattr(outputs, name, None)]
+            }
         )
-        features = pool(states, batch["attention_mask"].index_select(0, index), self.pooling)
+        mask = batch.get("attention_mask")
+        features = pool(
+            states, mask.index_select(0, index) if mask is not None else None, self.pooling
+        )
         # the head sees float32 features, exactly as it did in training (cached features)
         with torch.autocast(device_type=index.device.type, enabled=False):
             result: torch.Tensor = self.head(features.float())
@@ -134,7 +158,7 @@ class LoraMember(Member):
     stand_in: EncoderOutputs = field(default_factory=lambda: EncoderOutputs(None))
 
     def logits(self, outputs: Any, rows: list[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        index = torch.tensor(rows, device=batch["input_ids"].device)
+        index = row_index(rows, batch)
         pooler = getattr(outputs, "pooler_output", None)
         self.stand_in.current = (
             outputs.last_hidden_state.index_select(0, index),
@@ -155,6 +179,6 @@ class LoraMember(Member):
 @dataclass(eq=False)
 class FullMember(Member):
     def logits(self, outputs: Any, rows: list[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        index = torch.tensor(rows, device=batch["input_ids"].device)
+        index = row_index(rows, batch)
         result: torch.Tensor = outputs.logits.index_select(0, index)
         return result

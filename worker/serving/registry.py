@@ -8,6 +8,12 @@ loading it on first use: the artifact's files are checked against its manifest, 
 - a ``lora`` artifact adds its adapter to that encoder (PEFT) and builds its own head;
 - a ``full`` artifact loads whole, as its own backbone.
 
+Image models (``image-classification``, ``image-multilabel``) are served the same way, their
+processor in place of a tokenizer: probes (and CLIP zero-shot heads) share the image encoder of
+their base; a ``full`` model is its own backbone; a ``lora`` model is its own backbone too (the
+base with its adapter and head as an unmerged ``PeftModel``), since an image classifier's head
+reads its encoder's outputs in a way of its own per architecture.
+
 A shared encoder is counted once in :attr:`nbytes`; each member adds its own bytes (a head,
 an adapter and its head, or a whole model). Beyond ``max_items`` members or ``max_bytes``,
 the least recently used members with no rows in flight are unloaded, and a backbone with no
@@ -27,12 +33,16 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+)
 
-from app.contract.tasks import MULTILABEL_TASKS
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from worker.core.data import effective_max_length
-from worker.core.models import load_tokenizer, pad_token_of
+from worker.core.models import load_encoder, load_processor, pad_token_of
 from worker.evaluation.calibration import Calibration
 from worker.features.identity import is_tokenizer_file
 from worker.serving.backbone import Backbone, tensor_bytes
@@ -44,9 +54,13 @@ from worker.serving.members import (
     classification_head,
 )
 from worker.serving.precision import member_dtype
-from worker.serving.predictor import ArtifactError, encoder_dir, read_manifest
+from worker.serving.predictor import ArtifactError, encoder_dir, load_lora_model, read_manifest
 
 log = logging.getLogger(__name__)
+
+
+def _is_processor_file(name: str) -> bool:
+    return name == "preprocessor_config.json"
 
 
 class ModelRegistry:
@@ -60,6 +74,8 @@ class ModelRegistry:
         min_agreement: float,
         max_items: int,
         max_bytes: int,
+        max_image_pixels: int = 40_000_000,
+        image_max_side: int = 256,
     ) -> None:
         self.artifact_dir = artifact_dir
         self.resolve_base = resolve_base
@@ -68,6 +84,7 @@ class ModelRegistry:
         self.min_agreement = min_agreement
         self.max_items = max(1, max_items)
         self.max_bytes = max_bytes
+        self.image_limits = {"max_pixels": max_image_pixels, "max_side": image_max_side}
         self.members: OrderedDict[str, Member] = OrderedDict()
         self.backbones: dict[str, Backbone] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -147,23 +164,11 @@ class ModelRegistry:
         if not (model_dir / "manifest.json").is_file():
             raise ArtifactError(f"model {model_id} has no artifact")
         manifest = read_manifest(model_dir)
-        tokenizer = self._tokenizer(model_dir, manifest)
+        images = manifest["task"] in IMAGE_TASKS
+        tokenizer = self._tokenizer(model_dir, manifest, images=images)
         kind = manifest["kind"]
-        if kind == "full":
-            module = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, use_safetensors=True, dtype=torch.float32
-            )
-            backbone = Backbone(
-                key=f"full:{model_id}",
-                module=module,
-                tokenizer=tokenizer,
-                device=self.device,
-                shared=False,
-            )
-            self.backbones[backbone.key] = backbone
-            return FullMember(
-                **self._common(model_id, manifest, backbone, tokenizer, module.config)
-            )
+        if kind == "full" or (kind == "lora" and images):
+            return self._alone(model_id, model_dir, manifest, tokenizer, images=images)
         source = encoder_dir(manifest, self.resolve_base, model_dir)
         backbone = self._shared_backbone(model_id, manifest, source, tokenizer)
         config = AutoConfig.from_pretrained(source)
@@ -171,6 +176,35 @@ class ModelRegistry:
         if kind == "head":
             return self._probe(model_dir, manifest, common, config)
         return self._lora(model_id, model_dir, manifest, common, config, source)
+
+    def _alone(
+        self,
+        model_id: str,
+        model_dir: Path,
+        manifest: dict[str, Any],
+        tokenizer: Any,
+        *,
+        images: bool,
+    ) -> FullMember:
+        """A model that is its own backbone: a ``full`` one, or an image ``lora`` one."""
+        module: nn.Module
+        if manifest["kind"] == "lora":
+            module = load_lora_model(manifest, model_dir, self.resolve_base)
+        else:
+            auto: Any = (
+                AutoModelForImageClassification if images else AutoModelForSequenceClassification
+            )
+            module = auto.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32)
+        backbone = Backbone(
+            key=f"{manifest['kind']}:{model_id}",
+            module=module,
+            tokenizer=tokenizer,
+            device=self.device,
+            shared=False,
+        )
+        self.backbones[backbone.key] = backbone
+        config: Any = getattr(module, "config", None)
+        return FullMember(**self._common(model_id, manifest, backbone, tokenizer, config))
 
     def _common(
         self,
@@ -184,15 +218,21 @@ class ModelRegistry:
             calibration = Calibration.from_json(manifest.get("calibration"))
         except ValueError as error:
             raise ArtifactError(f"bad calibration in the manifest: {error}") from error
+        images = manifest["task"] in IMAGE_TASKS
         return {
             "model_id": model_id,
             "backbone": backbone,
             "tokenizer": tokenizer,
             "task": str(manifest["task"]),
             "labels": [str(label) for label in manifest["labels"]],
-            "max_length": effective_max_length(tokenizer, int(manifest["max_length"]), config),
+            "max_length": (
+                0
+                if images
+                else effective_max_length(tokenizer, int(manifest["max_length"]), config)
+            ),
             "calibration": calibration,
             "dtype": member_dtype(self.desired_dtype, manifest, min_agreement=self.min_agreement),
+            **self.image_limits,
         }
 
     def _shared_backbone(
@@ -201,7 +241,7 @@ class ModelRegistry:
         key = f"artifact:{model_id}" if manifest.get("backbone") else f"base:{source.resolve()}"
         found = self.backbones.get(key)
         if found is None:
-            encoder = AutoModel.from_pretrained(source, use_safetensors=True, dtype=torch.float32)
+            encoder = load_encoder(source)
             found = Backbone(
                 key=key, module=encoder, tokenizer=tokenizer, device=self.device, shared=True
             )
@@ -212,7 +252,8 @@ class ModelRegistry:
         self, model_dir: Path, manifest: dict[str, Any], common: dict[str, Any], config: Any
     ) -> ProbeMember:
         spec = manifest["head"]
-        if getattr(config, "hidden_size", None) != int(spec["in_features"]):
+        images = manifest["task"] in IMAGE_TASKS
+        if not images and getattr(config, "hidden_size", None) != int(spec["in_features"]):
             raise ArtifactError("the base model's hidden size does not match the head")
         head = nn.Linear(int(spec["in_features"]), int(spec["out_features"]))
         head.load_state_dict(load_file(str(model_dir / spec["file"])))
@@ -274,12 +315,17 @@ class ModelRegistry:
         member.adapter_name = model_id
         return member
 
-    def _tokenizer(self, model_dir: Path, manifest: dict[str, Any]) -> Any:
+    def _tokenizer(self, model_dir: Path, manifest: dict[str, Any], *, images: bool) -> Any:
+        """The artifact's tokenizer (or, for an image model, its image processor), shared
+        between artifacts whose files are the same."""
         files = manifest.get("files", {})
-        listed = sorted((name, sha) for name, sha in files.items() if is_tokenizer_file(name))
-        key = hashlib.sha256(repr(listed).encode()).hexdigest()
+        defines = _is_processor_file if images else is_tokenizer_file
+        listed = sorted((name, sha) for name, sha in files.items() if defines(name))
+        if not listed:  # nothing to tell it by: its own
+            listed = [(str(model_dir.resolve()), "")]
+        key = hashlib.sha256(repr((images, listed)).encode()).hexdigest()
         found = self._tokenizers.get(key)
         if found is None:
-            found = load_tokenizer(model_dir)
+            found = load_processor(model_dir, images=images)
             self._tokenizers[key] = found
         return found

@@ -25,13 +25,13 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from app.inference.protocol import InferRequest
-from worker.serving.encoding import Encoded
+from worker.serving.encoding import InputRow
 from worker.serving.members import Member
 
 QueueKey = tuple[str, torch.dtype, int]
@@ -51,7 +51,7 @@ class Pending:
 
     request: InferRequest
     member: Member
-    rows: list[Encoded]
+    rows: Sequence[InputRow]
     received: float = field(default_factory=time.monotonic)
     finished: bool = False
     logits: list[torch.Tensor | None] = field(init=False)

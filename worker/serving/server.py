@@ -21,6 +21,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,7 +32,7 @@ from app.inference.protocol import REPLY_PREFIX, InferReply, InferRequest
 from app.storage import Storage
 from worker.core.device import select_device
 from worker.serving import metrics
-from worker.serving.encoding import Encoded
+from worker.serving.encoding import InputRow
 from worker.serving.engine import Engine, Outcomes
 from worker.serving.fair_pool import FairPool
 from worker.serving.limits import Admission, batch_token_budget, forward_threads
@@ -60,6 +61,8 @@ class InferenceServer:
             min_agreement=self.settings.serving_min_agreement,
             max_items=self.settings.model_cache_size,
             max_bytes=self.settings.model_cache_bytes,
+            max_image_pixels=self.settings.predict_max_image_pixels,
+            image_max_side=self.settings.image_store_max_side,
         )
         self.queue = InferenceQueue(self.settings.celery_broker_url)
         self.admission = Admission(self.settings.serving_max_pending_inputs)
@@ -190,7 +193,7 @@ class InferenceServer:
                 start += len(request.inputs)
                 self._schedule(request, member, rows)
 
-    def _schedule(self, request: InferRequest, member: Member, rows: list[Encoded]) -> None:
+    def _schedule(self, request: InferRequest, member: Member, rows: Sequence[InputRow]) -> None:
         tokens = sum(len(row) for row in rows)
         cap = self.settings.predict_max_tokens
         if tokens > cap:
