@@ -32,6 +32,7 @@ import httpx
 
 from bench.bbc import RESULTS_DIR, load_bbc, machine_info
 from bench.sweep_bbc import _csv, _start, _stop
+from bench.timing import items_per_second
 
 BASE = "all-MiniLM-L6-v2"
 
@@ -336,30 +337,20 @@ def _raw_reference(queries: list[str], seconds: float) -> dict[str, Any]:
     head = torch.nn.Linear(384, 5)
     batches = [queries[i : i + 32] for i in range(0, len(queries) - 32, 32)]
 
+    def tokenize(batch: list[str]) -> Any:
+        return tokenizer(batch, padding=True, truncation=True, max_length=256, return_tensors="pt")
+
     def run(with_tokenizing: bool) -> float:
-        encoded = [
-            tokenizer(b, padding=True, truncation=True, max_length=256, return_tensors="pt")
-            for b in batches
-        ]
-        done, started = 0, time.perf_counter()
+        encoded = [tokenize(b) for b in batches]
+
+        def step(index: int) -> None:
+            inputs = tokenize(batches[index]) if with_tokenizing else encoded[index]
+            states = encoder(**inputs).last_hidden_state
+            mask = inputs["attention_mask"].unsqueeze(-1).float()
+            head((states * mask).sum(1) / mask.sum(1))
+
         with torch.inference_mode():
-            while time.perf_counter() - started < seconds:
-                for batch, inputs in zip(batches, encoded, strict=True):
-                    if with_tokenizing:
-                        inputs = tokenizer(
-                            batch,
-                            padding=True,
-                            truncation=True,
-                            max_length=256,
-                            return_tensors="pt",
-                        )
-                    states = encoder(**inputs).last_hidden_state
-                    mask = inputs["attention_mask"].unsqueeze(-1).float()
-                    head((states * mask).sum(1) / mask.sum(1))
-                    done += len(batch)
-                    if time.perf_counter() - started >= seconds:
-                        break
-        return done / (time.perf_counter() - started)
+            return items_per_second(batches, step, seconds)
 
     return {
         "threads": torch.get_num_threads(),

@@ -7,7 +7,9 @@ or 422 (counts) with its own code (:mod:`app.datasets.limits`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel
 
 from app.errors import AppError, InvalidInput, PayloadTooLarge
 
@@ -47,3 +49,23 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def limit_details(setting: str, limit: float, **extra: Any) -> dict[str, Any]:
+    """A :class:`LimitExceeded`'s ``details``: the setting (``TUNESERVE_<setting>``), its value,
+    and what was found (strings cut to 200 characters; None values left out)."""
+    found = {
+        key: value[:200] if isinstance(value, str) else value
+        for key, value in extra.items()
+        if value is not None
+    }
+    return {"setting": f"TUNESERVE_{setting}", "limit": limit, **found}
+
+
+class SettingsLimits(BaseModel):
+    """Caps named like the settings they come from."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        """Limits from :class:`app.config.Settings`."""
+        return cls(**{name: getattr(settings, name) for name in cls.model_fields})

@@ -21,17 +21,15 @@ setting (``TUNESERVE_*``)   code                 status  what is counted
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import BaseModel, Field
-
-from app.datasets.failures import LimitExceeded
+from app.datasets.failures import LimitExceeded, SettingsLimits, limit_details
 
 #: a CSV or JSONL line may hold this many cells' worth of characters
 ROW_CELLS = 8
 
 
-class IngestLimits(BaseModel):
+class IngestLimits(SettingsLimits):
     max_columns: int = Field(1000, description="Most columns the file may have.")
     max_cell_bytes: int = Field(1024 * 1024, description="Most UTF-8 bytes of one cell.")
     max_rows: int = Field(1_000_000, description="Most data rows the file may have.")
@@ -39,11 +37,6 @@ class IngestLimits(BaseModel):
     max_labels: int = Field(1000, description="Most distinct labels.")
     max_label_chars: int = Field(200, description="Longest label, in characters.")
     min_examples_per_class: int = Field(5, description="Smaller classes are reported.")
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> IngestLimits:
-        """Limits from :class:`app.config.Settings`."""
-        return cls(**{name: getattr(settings, name) for name in cls.model_fields})
 
     @property
     def max_row_chars(self) -> int:
@@ -56,7 +49,7 @@ class IngestLimits(BaseModel):
                 "(TUNESERVE_MAX_COLUMNS)",
                 code="too_many_columns",
                 status=422,
-                details=_details("MAX_COLUMNS", self.max_columns, found=count),
+                details=limit_details("MAX_COLUMNS", self.max_columns, found=count),
             )
 
     def rows(self, count: int, *, exact: bool) -> None:
@@ -67,7 +60,7 @@ class IngestLimits(BaseModel):
                 f"the file has {found}; at most {self.max_rows} are allowed (TUNESERVE_MAX_ROWS)",
                 code="too_many_rows",
                 status=422,
-                details=_details("MAX_ROWS", self.max_rows, found=count if exact else None),
+                details=limit_details("MAX_ROWS", self.max_rows, found=count if exact else None),
             )
 
     def dataset_bytes(self, count: int, *, what: str) -> None:
@@ -78,7 +71,7 @@ class IngestLimits(BaseModel):
                 "(TUNESERVE_MAX_DATASET_BYTES)",
                 code="dataset_too_large",
                 status=413,
-                details=_details("MAX_DATASET_BYTES", self.max_dataset_bytes, found=count),
+                details=limit_details("MAX_DATASET_BYTES", self.max_dataset_bytes, found=count),
             )
 
     def cell(self, size: int | None, *, where: str, column: str | None) -> None:
@@ -91,7 +84,7 @@ class IngestLimits(BaseModel):
                 "(TUNESERVE_MAX_CELL_BYTES)",
                 code="cell_too_large",
                 status=413,
-                details=_details(
+                details=limit_details(
                     "MAX_CELL_BYTES", self.max_cell_bytes, found=size, where=where, column=column
                 ),
             )
@@ -108,7 +101,7 @@ class IngestLimits(BaseModel):
                 f"({ROW_CELLS} x TUNESERVE_MAX_CELL_BYTES)",
                 code="row_too_large",
                 status=413,
-                details=_details("MAX_CELL_BYTES", self.max_cell_bytes, where=where),
+                details=limit_details("MAX_CELL_BYTES", self.max_cell_bytes, where=where),
             )
 
     def labels(self, count: int, *, where: str) -> None:
@@ -119,7 +112,7 @@ class IngestLimits(BaseModel):
                 "right?",
                 code="too_many_labels",
                 status=422,
-                details=_details("MAX_LABELS", self.max_labels, where=where),
+                details=limit_details("MAX_LABELS", self.max_labels, where=where),
             )
 
     def label(self, label: str, *, where: str, column: str) -> None:
@@ -129,7 +122,7 @@ class IngestLimits(BaseModel):
                 f"{self.max_label_chars} are allowed (TUNESERVE_MAX_LABEL_CHARS)",
                 code="label_too_long",
                 status=422,
-                details=_details(
+                details=limit_details(
                     "MAX_LABEL_CHARS",
                     self.max_label_chars,
                     found=len(label),
@@ -137,12 +130,3 @@ class IngestLimits(BaseModel):
                     column=column,
                 ),
             )
-
-
-def _details(setting: str, limit: int, **extra: Any) -> dict[str, Any]:
-    found = {
-        key: value[:200] if isinstance(value, str) else value
-        for key, value in extra.items()
-        if value is not None
-    }
-    return {"setting": f"TUNESERVE_{setting}", "limit": limit, **found}

@@ -148,13 +148,7 @@ class StatsCollector:
         return report
 
     def _warnings(self, r: ValidationReport, min_examples: int) -> list[str]:
-        out: list[str] = []
-        if r.dropped_rows:
-            per_column = ", ".join(f"{k}: {v}" for k, v in r.empty_or_missing.items() if v)
-            out.append(
-                f"{r.dropped_rows} of {r.rows_read} rows dropped because a required value was "
-                f"missing or empty ({per_column})"
-            )
+        out = dropped_rows_warning(r.dropped_rows, r.rows_read, r.empty_or_missing)
         if r.duplicate_texts:
             out.append(f"{r.duplicate_texts} rows repeat the text of an earlier row (kept)")
         if r.conflicting_duplicates:
@@ -162,20 +156,7 @@ class StatsCollector:
                 f"{r.conflicting_duplicates} duplicate texts have a different label than their "
                 "first occurrence"
             )
-        if r.small_classes:
-            shown = ", ".join(repr(c) for c in r.small_classes[:20])
-            more = f" and {len(r.small_classes) - 20} more" if len(r.small_classes) > 20 else ""
-            out.append(f"classes with fewer than {min_examples} examples: {shown}{more}")
-        if len(r.label_counts) >= 2:
-            (big, most), (little, least) = (
-                next(iter(r.label_counts.items())),
-                list(r.label_counts.items())[-1],
-            )
-            if most >= IMBALANCE_RATIO * least:
-                out.append(
-                    f"classes are imbalanced: {big!r} has {most} examples, {little!r} has "
-                    f"{least} ({most / least:.0f}:1)"
-                )
+        out += class_warnings(r.label_counts, r.small_classes, min_examples, noun="examples")
         if self.labelled and r.rows >= 20 and r.num_labels > r.rows // 2:
             out.append(
                 f"{r.num_labels} distinct labels for {r.rows} rows: is the label column right?"
@@ -183,3 +164,37 @@ class StatsCollector:
         if self.empty_label_sets:
             out.append(f"{self.empty_label_sets} rows have an empty label list (kept: no labels)")
         return out
+
+
+def dropped_rows_warning(dropped: int, read: int, empty_or_missing: dict[str, int]) -> list[str]:
+    """The warning for rows dropped for a missing value, if any (tables and image zips)."""
+    if not dropped:
+        return []
+    per_column = ", ".join(f"{k}: {v}" for k, v in empty_or_missing.items() if v)
+    return [
+        f"{dropped} of {read} rows dropped because a required value was missing or empty "
+        f"({per_column})"
+    ]
+
+
+def class_warnings(
+    label_counts: dict[str, int], small_classes: list[str], min_examples: int, *, noun: str
+) -> list[str]:
+    """Warnings for too small classes and a strong imbalance (``label_counts`` most frequent
+    first); ``noun`` counts the examples (``examples``, ``images``)."""
+    out: list[str] = []
+    if small_classes:
+        shown = ", ".join(repr(c) for c in small_classes[:20])
+        more = f" and {len(small_classes) - 20} more" if len(small_classes) > 20 else ""
+        out.append(f"classes with fewer than {min_examples} {noun}: {shown}{more}")
+    if len(label_counts) >= 2:
+        (big, most), (little, least) = (
+            next(iter(label_counts.items())),
+            list(label_counts.items())[-1],
+        )
+        if most >= IMBALANCE_RATIO * least:
+            out.append(
+                f"classes are imbalanced: {big!r} has {most} {noun}, {little!r} has "
+                f"{least} ({most / least:.0f}:1)"
+            )
+    return out

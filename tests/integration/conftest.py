@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import reset_caches, truncate_all
+from worker.testing import learnable_examples
 
 INTEGRATION_REDIS_DB = 12
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +37,31 @@ class Stack:
     @property
     def worker_log(self) -> Path:
         return self.worker.log
+
+    def upload_csv(
+        self,
+        rows: Iterable[Sequence[str]],
+        header: Sequence[str] = ("text", "label"),
+        task: str = "text-classification",
+    ) -> str:
+        """Upload ``rows`` as a CSV dataset; its id."""
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        r = self.client.post(
+            "/v1/datasets",
+            headers=self.headers,
+            files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
+            data={"task": task},
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    def upload_learnable(self, n_per_class: int, seed: int) -> str:
+        """The alpha/beta task (``worker.testing.learnable_examples``) as a dataset; its id."""
+        texts, labels = learnable_examples(n_per_class, seed=seed)
+        return self.upload_csv(zip(texts, labels, strict=True))
 
 
 def spawn_until_ready(

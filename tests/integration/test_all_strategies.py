@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from typing import Any
 
@@ -16,32 +14,11 @@ from worker.testing import learnable_examples
 pytestmark = pytest.mark.integration
 
 
-def _upload(stack: Stack, rows: list[list[str]], header: list[str], task: str) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    r = stack.client.post(
-        "/v1/datasets",
-        headers=stack.headers,
-        files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
-        data={"task": task},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
 @pytest.fixture(scope="module")
 def datasets(stack: Stack) -> dict[str, str]:
-    texts, labels = learnable_examples(24, seed=11)
-    labeled = _upload(
-        stack,
-        [[t, y] for t, y in zip(texts, labels, strict=True)],
-        ["text", "label"],
-        "text-classification",
-    )
+    labeled = stack.upload_learnable(24, seed=11)
     unlabeled_texts, _ = learnable_examples(30, seed=12)
-    unlabeled = _upload(stack, [[t] for t in unlabeled_texts], ["text"], "unlabeled-text")
+    unlabeled = stack.upload_csv([[t] for t in unlabeled_texts], ["text"], "unlabeled-text")
     return {"labeled": labeled, "unlabeled": unlabeled}
 
 

@@ -5,7 +5,6 @@ image files sent as multipart or as base64 JSON)."""
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import time
 import zipfile
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Stack
-from worker.testing import learnable_examples, learnable_images
+from worker.testing import learnable_images
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +52,7 @@ def _submit(
 
 @pytest.fixture(scope="module")
 def text_dataset(stack: Stack) -> str:
-    texts, labels = learnable_examples(24, seed=21)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["text", "label"])
-    writer.writerows(zip(texts, labels, strict=True))
-    r = stack.client.post(
-        "/v1/datasets",
-        headers=stack.headers,
-        files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
-        data={"task": "text-classification"},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return stack.upload_learnable(24, seed=21)
 
 
 @pytest.mark.parametrize("strategy", [{"name": "linear_probe"}, {"name": "lora", "r": 4}])

@@ -8,32 +8,13 @@ and the seed, so they start from the same head.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 
 import pytest
 
 from tests.integration.conftest import Stack
-from worker.testing import learnable_examples
 
 pytestmark = pytest.mark.integration
-
-
-def _upload(stack: Stack) -> str:
-    texts, labels = learnable_examples(24, seed=11)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["text", "label"])
-    writer.writerows(zip(texts, labels, strict=True))
-    r = stack.client.post(
-        "/v1/datasets",
-        headers=stack.headers,
-        files={"file": ("d.csv", buf.getvalue().encode(), "text/csv")},
-        data={"task": "text-classification"},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
 
 
 def _status(sweep_id: str) -> str:
@@ -49,7 +30,7 @@ def _status(sweep_id: str) -> str:
 def test_known_winner_is_ranked_first_promoted_and_serves(stack: Stack) -> None:
     body = {
         "base_model": "tiny-st-bert",
-        "dataset_id": _upload(stack),
+        "dataset_id": stack.upload_learnable(24, seed=11),
         "strategies": [{"name": "linear_probe"}],
         "learning_rates": [1e-6, 1e-1],  # the winner second: the order must not decide
         "hyperparameters": {

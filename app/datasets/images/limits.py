@@ -22,16 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from app.datasets.failures import LimitExceeded
+from app.datasets.failures import LimitExceeded, SettingsLimits, limit_details
 
 #: members smaller than this (uncompressed) are not held to the compression ratio: a tiny file
 #: cannot expand to much, and a plain BMP of one colour compresses a hundredfold
 RATIO_FLOOR_BYTES = 1024 * 1024
 
 
-class ImageLimits(BaseModel):
+class ImageLimits(SettingsLimits):
     image_zip_max_members: int = Field(100_000, description="Most members of the zip.")
     image_zip_max_bytes: int = Field(1024**3, description="Most uncompressed bytes in all.")
     image_zip_max_ratio: float = Field(100.0, description="Most compression ratio of a member.")
@@ -40,11 +40,6 @@ class ImageLimits(BaseModel):
     image_store_max_side: int = Field(256, description="Longer side of a stored copy.")
     image_max_corrupt_share: float = Field(0.05, description="Share that may be undecodable.")
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> ImageLimits:
-        """Limits from :class:`app.config.Settings`."""
-        return cls(**{name: getattr(settings, name) for name in cls.model_fields})
-
     def members(self, count: int, *, what: str = "{n} members") -> None:
         if count > self.image_zip_max_members:
             raise LimitExceeded(
@@ -52,7 +47,9 @@ class ImageLimits(BaseModel):
                 "members are allowed (TUNESERVE_IMAGE_ZIP_MAX_MEMBERS)",
                 code="too_many_members",
                 status=422,
-                details=_details("IMAGE_ZIP_MAX_MEMBERS", self.image_zip_max_members, found=count),
+                details=limit_details(
+                    "IMAGE_ZIP_MAX_MEMBERS", self.image_zip_max_members, found=count
+                ),
             )
 
     def archive_bytes(self, count: int, *, read: bool) -> None:
@@ -64,7 +61,7 @@ class ImageLimits(BaseModel):
                 "bytes are allowed (TUNESERVE_IMAGE_ZIP_MAX_BYTES)",
                 code="archive_too_large",
                 status=413,
-                details=_details("IMAGE_ZIP_MAX_BYTES", self.image_zip_max_bytes, found=count),
+                details=limit_details("IMAGE_ZIP_MAX_BYTES", self.image_zip_max_bytes, found=count),
             )
 
     def ratio(self, name: str, size: int, compressed: int) -> None:
@@ -76,7 +73,7 @@ class ImageLimits(BaseModel):
                 "(TUNESERVE_IMAGE_ZIP_MAX_RATIO): is it a zip bomb?",
                 code="compression_ratio_too_high",
                 status=413,
-                details=_details(
+                details=limit_details(
                     "IMAGE_ZIP_MAX_RATIO", self.image_zip_max_ratio, found=round(ratio), where=name
                 ),
             )
@@ -88,7 +85,7 @@ class ImageLimits(BaseModel):
                 "(TUNESERVE_IMAGE_MAX_FILE_BYTES)",
                 code="image_file_too_large",
                 status=413,
-                details=_details(
+                details=limit_details(
                     "IMAGE_MAX_FILE_BYTES", self.image_max_file_bytes, found=size, where=name
                 ),
             )
@@ -106,7 +103,9 @@ class ImageLimits(BaseModel):
             "(TUNESERVE_IMAGE_MAX_PIXELS): a decompression bomb?",
             code="image_too_large",
             status=413,
-            details=_details("IMAGE_MAX_PIXELS", self.image_max_pixels, found=count, where=name),
+            details=limit_details(
+                "IMAGE_MAX_PIXELS", self.image_max_pixels, found=count, where=name
+            ),
         )
 
 
@@ -118,12 +117,3 @@ class UnsafeArchive(LimitExceeded):
         super().__init__(
             message, code=code, status=422, details={"member": member[:200], **details}
         )
-
-
-def _details(setting: str, limit: float, **extra: Any) -> dict[str, Any]:
-    found = {
-        key: value[:200] if isinstance(value, str) else value
-        for key, value in extra.items()
-        if value is not None
-    }
-    return {"setting": f"TUNESERVE_{setting}", "limit": limit, **found}

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.datasets.report import IMBALANCE_RATIO
+from app.datasets.report import class_warnings, dropped_rows_warning
 
 #: corrupt files, duplicate pairs and ignored members listed in the report (the first ones)
 SHOWN = 20
@@ -179,12 +179,7 @@ class ImageStats:
         if s.corrupt:
             shown = ", ".join(repr(c.name) for c in s.corrupt_files[:5])
             out.append(f"{s.corrupt} of {s.files} images cannot be decoded (dropped): {shown}")
-        if r.dropped_rows:
-            per_column = ", ".join(f"{k}: {v}" for k, v in r.empty_or_missing.items() if v)
-            out.append(
-                f"{r.dropped_rows} of {r.rows_read} rows dropped because a required value was "
-                f"missing or empty ({per_column})"
-            )
+        out += dropped_rows_warning(r.dropped_rows, r.rows_read, r.empty_or_missing)
         if s.duplicates:
             out.append(f"{s.duplicates} images repeat the content of an earlier one (kept)")
         if r.conflicting_duplicates:
@@ -192,20 +187,7 @@ class ImageStats:
                 f"{r.conflicting_duplicates} duplicate images have a different label than their "
                 "first occurrence"
             )
-        if r.small_classes:
-            shown = ", ".join(repr(c) for c in r.small_classes[:20])
-            more = f" and {len(r.small_classes) - 20} more" if len(r.small_classes) > 20 else ""
-            out.append(f"classes with fewer than {min_examples} images: {shown}{more}")
-        if len(r.label_counts) >= 2:
-            (big, most), (little, least) = (
-                next(iter(r.label_counts.items())),
-                list(r.label_counts.items())[-1],
-            )
-            if most >= IMBALANCE_RATIO * least:
-                out.append(
-                    f"classes are imbalanced: {big!r} has {most} images, {little!r} has "
-                    f"{least} ({most / least:.0f}:1)"
-                )
+        out += class_warnings(r.label_counts, r.small_classes, min_examples, noun="images")
         if s.unlisted_images:
             out.append(
                 f"{s.unlisted_images} images in the zip are not in the labels file (ignored)"
