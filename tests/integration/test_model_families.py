@@ -142,3 +142,74 @@ def test_clip_zero_shot_needs_no_training_and_is_refused_elsewhere(stack: Stack)
     )
     assert refused.status_code == 422, refused.text
     assert refused.json()["error"]["details"]["field"] == "base_model"
+
+
+def _image_dataset(stack: Stack, n_per_class: int, seed: int) -> str:
+    r = stack.client.post(
+        "/v1/datasets",
+        headers=stack.headers,
+        files={"file": ("images.zip", _class_folder_zip(n_per_class, seed), "application/zip")},
+        data={"task": "image-classification"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_an_image_sweep_ranks_promotes_and_serves_with_plots(stack: Stack) -> None:
+    """A sweep on images: the probe at 1e-1 beats the one at 1e-6 (which cannot move its random
+    head); the winner's report has its plots, and the promoted model predicts on files."""
+    body = {
+        "base_model": "tiny-resnet",
+        "dataset_id": _image_dataset(stack, 16, 11),
+        "strategies": [{"name": "linear_probe"}],
+        "learning_rates": [1e-6, 1e-1],
+        "hyperparameters": {"epochs": 4, "batch_size": 8, "validation_fraction": 0.25},
+    }
+    r = stack.client.post("/v1/sweeps", headers=stack.headers, json=body)
+    assert r.status_code == 201, r.text
+    url = f"/v1/sweeps/{r.json()['id']}"
+    deadline = time.monotonic() + 180
+    sweep = stack.client.get(url, headers=stack.headers).json()
+    while sweep["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        sweep = stack.client.get(url, headers=stack.headers).json()
+    assert sweep["status"] == "succeeded", (sweep, stack.worker.tail())
+    first, second = sweep["leaderboard"]
+    assert (first["learning_rate"], second["learning_rate"]) == (1e-1, 1e-6)
+    assert first["value"] > second["value"]
+    for name in ("curves", "confusion_matrix", "calibration"):
+        plot = stack.client.get(
+            f"/v1/jobs/{first['job_id']}/report/plots/{name}.png", headers=stack.headers
+        )
+        assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG"), name
+    images, labels = learnable_images(4, seed=12)
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    predicted = stack.client.post(
+        f"/v1/models/{sweep['model_id']}/predict", headers=stack.headers, files=files
+    )
+    assert predicted.status_code == 200, predicted.text
+    right = [p["label"] for p in predicted.json()["predictions"]] == labels
+    assert right, (predicted.json(), labels)
+
+
+def test_a_running_image_job_cancels(stack: Stack) -> None:
+    body = {
+        "base_model": "tiny-resnet",
+        "dataset_id": _image_dataset(stack, 30, 13),
+        "strategy": {"name": "full"},
+        "hyperparameters": {"epochs": 100, "batch_size": 4},
+    }
+    r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
+    assert r.status_code == 201, r.text
+    url = f"/v1/jobs/{r.json()['id']}"
+    deadline = time.monotonic() + 120
+    job = stack.client.get(url, headers=stack.headers).json()
+    while job["status"] in {"queued", "running"} and job["progress"]["step"] == 0:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        job = stack.client.get(url, headers=stack.headers).json()
+    assert job["status"] == "running", job
+    assert stack.client.post(f"{url}/cancel", headers=stack.headers).status_code == 200
+    done = _wait(stack, job["id"], timeout=30)
+    assert done["status"] == "cancelled" and done["model_id"] is None
+    assert done["progress"]["step"] < done["progress"]["total_steps"]
