@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import AppError
 from app.route_table import allowed_methods
+from app.validation_messages import describe
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+        message = describe(exc.errors(), getattr(exc, "body", None))
         return JSONResponse(
-            jsonable_encoder(_body("invalid_input", f"Invalid request: {fields}", errors)),
+            jsonable_encoder(_body("invalid_input", message, errors)),
             status_code=422,
         )
 

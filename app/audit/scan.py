@@ -1,8 +1,9 @@
 """The audit's one pass over each dataset: label counts, duplicate texts, overlaps between
 training, validation and test, and a seeded sample of training texts for token counts.
 
-Texts are compared normalised (stripped, whitespace runs collapsed, casefolded; for text
-pairs the key is the pair) by 16-byte BLAKE2b digests, so memory stays near 100 bytes a row.
+Texts are compared as the dataset report compares them (:mod:`app.datasets.duplicates`:
+whitespace runs collapsed, casefolded; for text pairs the key is the pair) by 16-byte
+digests, so memory stays near 100 bytes a row.
 Image datasets are compared by their stored images' bytes (the canonical PNG copies) and shown
 by their file names in the upload; they have no token counts.
 """
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 
 from app.audit.tokens import TextPair, count_tokens, within_budget
 from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS, PAIR_TASK
+from app.datasets.duplicates import duplicate_key
 
 #: example texts shown (duplicates, overlaps), each cut to this many characters
 MAX_EXAMPLES = 5
@@ -79,15 +81,10 @@ class ScanRequest:
     char_cap: int
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def _digest(text: str, pair: str | None) -> bytes:
     if text.startswith(IMAGE_MARK):  # an image: its bytes' digest, whatever its file name
         return bytes.fromhex(text[len(IMAGE_MARK) :].split(" ", 1)[0])
-    key = _normal(text) if pair is None else f"{_normal(text)}\x00{_normal(pair)}"
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return duplicate_key(text, pair)
 
 
 def _shown(text: str, pair: str | None) -> str:

@@ -170,6 +170,7 @@ def _check_missing_columns(
     if not missing:
         return
     what = ", ".join(f"{source!r} (for {name})" for name, source in missing)
+    fields = " and ".join(f"`{_form_field(name)}`" for name, _ in missing)
     shown = ", ".join(repr(c) for c in found[:50]) + (" ..." if len(found) > 50 else "")
     hint = ""
     if fmt == "csv" and len(found) == 1 and any(sep in found[0] for sep in ";\t"):
@@ -178,8 +179,13 @@ def _check_missing_columns(
         hint = " (this looks like JSON Lines; name it .jsonl)"
     raise IngestFailure(
         f"required column {what} not found for task {task}; columns found: {shown or 'none'}"
-        f"{hint}; map your columns with the column mapping"
+        f"{hint}; name the column that holds them with the form field {fields}"
     )
+
+
+def _form_field(target: str) -> str:
+    """The upload form field that maps the column of ``target`` (``labels`` -> label_column)."""
+    return f"{'label' if target == 'labels' else target}_column"
 
 
 def _check_result(

@@ -6,7 +6,6 @@ The report is plain JSON (``model_dump()``): stored on the dataset row and retur
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from collections import Counter
 from typing import Literal
@@ -14,6 +13,8 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
+
+from app.datasets.duplicates import duplicate_key
 
 #: warn about imbalance when the largest class has this many times the smallest one's examples
 IMBALANCE_RATIO = 10.0
@@ -101,10 +102,9 @@ class StatsCollector:
     def keep(self, text: str, pair: str | None, label: Label | None) -> None:
         self.rows += 1
         self._text_lengths.append(len(text))
-        key = text if pair is None else f"{text}\x00{pair}"
         if pair is not None:
             self._pair_lengths.append(len(pair))
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        digest = duplicate_key(text, pair)
         if digest in self._first_label:
             self.duplicates += 1
             if self._first_label[digest] != label:

@@ -81,7 +81,8 @@ def claimed_format(filename: str, declared: str | None) -> FormatName:
         if key in _DECLARED:
             return _DECLARED[key]
         raise UnsupportedMediaType(
-            f"unsupported dataset format {declared!r}; use one of: csv, jsonl, parquet"
+            f"unsupported dataset format {declared!r}: the form field `format` takes csv, jsonl "
+            "or parquet"
         )
     suffix = PurePath(filename).suffix.lower()
     if suffix in _EXTENSIONS:
@@ -89,7 +90,8 @@ def claimed_format(filename: str, declared: str | None) -> FormatName:
     hint = f" ({_HINTS[suffix]})" if suffix in _HINTS else ""
     raise UnsupportedMediaType(
         f"cannot tell the format of {filename!r} from its extension {suffix or '(none)'!r}{hint}; "
-        "supported: .csv, .jsonl/.ndjson, .parquet/.pq, or declare the format"
+        "supported: .csv, .jsonl/.ndjson, .parquet/.pq, or declare it with the form field "
+        "`format` (csv, jsonl or parquet)"
     )
 
 
