@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 
@@ -37,14 +38,33 @@ def _redact(url: str) -> str:
     return url
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tuneserve")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="tuneserve", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="migrate, start Redis (embedded), the API and the workers")
-    up.add_argument("--host", default=settings.host)
-    up.add_argument("--port", type=int, default=settings.port)
+    up.add_argument(
+        "--host",
+        default=settings.host,
+        help=f"address the API listens on (default {settings.host}; TUNESERVE_HOST)",
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        default=settings.port,
+        help=f"port the API listens on (default {settings.port}; TUNESERVE_PORT)",
+    )
     up.add_argument("--no-worker", action="store_true", help="start the API only")
     up.set_defaults(func=_cmd_up)
 

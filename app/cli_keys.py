@@ -132,11 +132,11 @@ def add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(func=_cmd_list)
 
     revoke = keys.add_parser("revoke", help="revoke an API key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (tuneserve keys list shows it)")
     revoke.set_defaults(func=_cmd_revoke)
 
     rotate = keys.add_parser(
         "rotate", help="replace a key by a new one (same tenant, name, scopes, expiry)"
     )
-    rotate.add_argument("key_id")
+    rotate.add_argument("key_id", help="the key's id (tuneserve keys list shows it)")
     rotate.set_defaults(func=_cmd_rotate)
