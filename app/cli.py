@@ -1,4 +1,4 @@
-"""``tuneserve`` command line: ``up`` (the whole embedded service), ``migrate``, ``keys``."""
+"""The server's commands: ``up`` (the whole embedded service), ``migrate``, ``keys``."""
 
 from __future__ import annotations
 
@@ -46,13 +46,20 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    settings = get_settings()
+    """The server's commands alone (``python -m app.cli``); the ``tuneserve`` command adds the
+    client's (``tuneserve.cli``)."""
     parser = argparse.ArgumentParser(prog="tuneserve", description=__doc__)
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_server_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
 
+
+def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``up``, ``migrate`` and ``keys``: the commands that run or administer the service on
+    this machine (the client's commands talk to it over HTTP)."""
+    settings = get_settings()
     up = sub.add_parser("up", help="migrate, start Redis (embedded), the API and the workers")
     up.add_argument(
         "--host",
@@ -72,12 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_cmd_migrate)
 
     add_keys_commands(sub)
-    return parser
+
+
+def prepare_process() -> None:
+    """What every server command needs before it runs."""
+    os.umask(0o077)  # the data directory's files (SQLite, keys, artifacts): this user only
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.umask(0o077)  # the data directory's files (SQLite, keys, artifacts): this user only
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_process()
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

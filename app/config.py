@@ -254,6 +254,37 @@ class Settings(BaseSettings):
         "(every third of this): the places of an API process that died free themselves "
         "within this time.",
     )
+    # --- webhooks (docs/webhooks.md) ---
+    webhooks_max_per_tenant: int = Field(
+        20, ge=0, description="Webhook endpoints one tenant may register (429 beyond)."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs and deliveries to loopback, private, link-local and "
+        "other non-public addresses (refused by default, checked on the resolved address at "
+        "every attempt).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a webhook delivery waits to connect, send and hear back."
+    )
+    webhook_max_attempts: int = Field(
+        10, ge=1, description="Attempts a webhook delivery gets before it is marked failed."
+    )
+    webhook_backoff_s: list[float] = Field(
+        [10, 30, 120, 600, 3600, 10800],
+        min_length=1,
+        description="Seconds before each retry of a webhook delivery (JSON list); the last "
+        "value repeats.",
+    )
+    webhook_sweep_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often the maintenance worker looks for webhook deliveries that are "
+        "due (retries, and those whose message was lost).",
+    )
+    webhook_retention_days: float = Field(
+        30.0, gt=0, description="Days a delivered or failed webhook delivery is kept."
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -30,6 +30,7 @@ from app.openapi import install_openapi
 from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
 from app.tenants.router import router as keys_router
+from app.webhooks.router import router as webhooks_router
 
 
 def create_app() -> FastAPI:
@@ -67,6 +68,7 @@ def create_app() -> FastAPI:
         sweeps_router,
         keys_router,
         limits_router,
+        webhooks_router,
     ):
         api.include_router(router)
 

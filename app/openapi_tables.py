@@ -117,6 +117,8 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/sweeps"): (404, 409),
     ("post", "/v1/sweeps/{sweep_id}/cancel"): (409,),
     ("post", "/v1/models/{model_id}/predict"): (415, 504),
+    # a failed build, an unusable artifact or base; as_full on a head that does not map
+    ("get", "/v1/models/{model_id}/export"): (409, 422),
     ("get", "/readyz"): (503,),
 }
 
@@ -182,6 +184,9 @@ LINKS: dict[tuple[str, str, str], list[Link]] = {
             {"model_id": _FIRST_LISTED},
         ),
         Link("DeleteListedModel", "delete", "/v1/models/{model_id}", {"model_id": _FIRST_LISTED}),
+        Link(
+            "ExportListedModel", "get", "/v1/models/{model_id}/export", {"model_id": _FIRST_LISTED}
+        ),
     ],
     ("post", "/v1/sweeps", "201"): [
         Link("GetSweep", "get", "/v1/sweeps/{sweep_id}", {"sweep_id": _CREATED}),
@@ -196,6 +201,19 @@ LINKS: dict[tuple[str, str, str], list[Link]] = {
     ],
     ("post", "/v1/keys/{key_id}/rotate", "201"): [
         Link("RevokeRotatedKey", "delete", "/v1/keys/{key_id}", {"key_id": _CREATED}),
+    ],
+    ("post", "/v1/webhooks", "201"): [
+        Link("GetWebhook", "get", "/v1/webhooks/{webhook_id}", {"webhook_id": _CREATED}),
+        Link(
+            "WebhookDeliveries",
+            "get",
+            "/v1/webhooks/{webhook_id}/deliveries",
+            {"webhook_id": _CREATED},
+        ),
+        Link("DeleteWebhook", "delete", "/v1/webhooks/{webhook_id}", {"webhook_id": _CREATED}),
+    ],
+    ("get", "/v1/webhooks", "200"): [
+        Link("GetListedWebhook", "get", "/v1/webhooks/{webhook_id}", {"webhook_id": _FIRST_LISTED}),
     ],
 }
 

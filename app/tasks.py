@@ -23,6 +23,12 @@ TRAIN_QUEUE = "train"
 MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "tuneserve.train"
 REAP_TASK = "tuneserve.reap"
+#: builds an export variant that needs torch (docs/models.md, Export); served by the training
+#: workers, which have torch and the accelerator
+EXPORT_TASK = "tuneserve.export"
+#: posts one webhook delivery (docs/webhooks.md); the sweep wakes due ones whose message was lost
+WEBHOOK_DELIVER_TASK = "tuneserve.webhook_deliver"
+WEBHOOK_SWEEP_TASK = "tuneserve.webhook_sweep"
 
 _PENDING_KEY = "tuneserve_pending_tasks"
 
@@ -42,6 +48,9 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "task_routes": {
             TRAIN_TASK: {"queue": TRAIN_QUEUE},
             REAP_TASK: {"queue": MAINTENANCE_QUEUE},
+            WEBHOOK_DELIVER_TASK: {"queue": MAINTENANCE_QUEUE},
+            WEBHOOK_SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
+            EXPORT_TASK: {"queue": TRAIN_QUEUE},
         },
     }
 

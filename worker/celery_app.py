@@ -1,4 +1,5 @@
-"""The Celery application of the workers: queues ``train`` and ``maintenance``.
+"""The Celery application of the workers: queues ``train`` (jobs, and the exports that need
+torch) and ``maintenance``.
 
 Predictions do not go through Celery: the inference worker (``python -m worker.serving``)
 reads its own fair queue in Redis (docs/serving.md).
@@ -20,13 +21,24 @@ from celery import Celery, signals
 from kombu import Queue
 
 from app.config import get_settings
-from app.tasks import MAINTENANCE_QUEUE, REAP_TASK, TRAIN_QUEUE, celery_config
+from app.tasks import (
+    MAINTENANCE_QUEUE,
+    REAP_TASK,
+    TRAIN_QUEUE,
+    WEBHOOK_SWEEP_TASK,
+    celery_config,
+)
 
 log = logging.getLogger(__name__)
 
 #: the task modules, imported by the worker (and beat) when it starts; named, not imported
 #: here, since they import this module for ``celery_app.task`` (no import cycle)
-TASK_MODULES = ("worker.tasks.maintenance", "worker.tasks.training")
+TASK_MODULES = (
+    "worker.tasks.export",
+    "worker.tasks.maintenance",
+    "worker.tasks.training",
+    "worker.tasks.webhooks",
+)
 
 celery_app = Celery("tuneserve", include=list(TASK_MODULES))
 celery_app.conf.update(celery_config(get_settings().celery_broker_url))
@@ -49,7 +61,13 @@ celery_app.conf.update(
             "task": REAP_TASK,
             "schedule": get_settings().reaper_interval_s,
             "options": {"queue": MAINTENANCE_QUEUE, "expires": 60},
-        }
+        },
+        # webhook deliveries that are due: retries, and those whose message was lost
+        "webhooks": {
+            "task": WEBHOOK_SWEEP_TASK,
+            "schedule": get_settings().webhook_sweep_interval_s,
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": 60},
+        },
     },
 )
 

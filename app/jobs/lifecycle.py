@@ -30,6 +30,7 @@ from app.jobs.fair_order import next_job
 from app.jobs.orm import Job, JobEvent
 from app.models.orm import Model
 from app.tasks import TRAIN_TASK, enqueue_after_commit
+from app.webhooks.events import record_job_event
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def cancel(session: Session, job_id: str) -> Literal["cancelled", "cancel_reques
     )
     if rows_changed(done):
         add_event(session, job_id, "cancelled", "Cancelled before it started.")
+        record_job_event(session, job_id)  # webhooks, in this transaction
         return "cancelled"
     running = session.execute(
         update(Job)
@@ -284,4 +286,5 @@ def _end(
         return False
     if model is not None:
         session.add(model)
+    record_job_event(session, lease.job_id)  # webhooks, in this transaction
     return True

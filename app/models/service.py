@@ -22,6 +22,7 @@ from app.errors import (
 )
 from app.inference.gateway import QueueUnavailable, gateway
 from app.inference.protocol import InferReply, InferRequest
+from app.models.export_service import delete_exports, exports_relpath
 from app.models.orm import Model
 from app.models.predict_body import PredictBody
 from app.models.targets import PredictTarget
@@ -49,15 +50,18 @@ def list_models(session: Session, *, tenant_id: str, cursor: str | None, limit: 
 def delete_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
     model = get_model(session, tenant_id=tenant_id, model_id=model_id)
     model.deleted_at = utcnow()
+    delete_exports(session, model_id=model.id)
     session.flush()
     return model
 
 
 def remove_files(model: Model, *, storage: Storage) -> None:
-    try:
-        storage.remove(model.storage_path)
-    except OSError:
-        log.exception("could not remove files of model %s", model.id)
+    """The artifact and the archives of its exports."""
+    for relative in (model.storage_path, exports_relpath(model.id)):
+        try:
+            storage.remove(relative)
+        except OSError:
+            log.exception("could not remove %s of model %s", relative, model.id)
 
 
 def _is_unicode(text: str) -> bool:

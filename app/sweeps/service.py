@@ -27,6 +27,7 @@ from app.pagination import paginate
 from app.sweeps.orm import Sweep
 from app.sweeps.ranking import Candidate, jobs_of, models_of, rank
 from app.sweeps.schemas import LeaderboardEntry, SweepCreate, SweepRead
+from app.webhooks.events import record_sweep_event
 
 # --- create -----------------------------------------------------------------------------
 
@@ -183,6 +184,7 @@ def cancel_sweep(session: Session, *, tenant_id: str, sweep_id: str) -> Sweep:
             code="sweep_finished",
             details={"status": sweep.status},
         )
+    record_sweep_event(session, sweep.id)  # webhooks, in this transaction
     for job in jobs_of(session, [sweep.id]).get(sweep.id, []):
         if job.status in TERMINAL_STATUSES:
             continue
@@ -202,7 +204,7 @@ def _settle(session: Session, sweep: Sweep, ranked: list[Candidate]) -> None:
         return
     winner = ranked[0] if ranked and ranked[0].rank == 1 else None
     now = utcnow()
-    session.execute(
+    settled = session.execute(
         update(Sweep)
         .where(Sweep.id == sweep.id, Sweep.status == "running")
         .values(
@@ -214,6 +216,8 @@ def _settle(session: Session, sweep: Sweep, ranked: list[Candidate]) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    if rows_changed(settled):
+        record_sweep_event(session, sweep.id)  # webhooks, in this transaction
     session.refresh(sweep)  # whoever won the UPDATE, this is what the row says now
 
 

@@ -71,7 +71,8 @@ def test_the_report_and_the_audit_count_the_same_duplicates(
 ) -> None:
     """One definition (app/datasets/duplicates.py): rows equal but for whitespace and case are
     duplicates in the upload's report and in the job's audit alike."""
-    rows = sample_rows() + [
+    rows = [
+        *sample_rows(),
         ("The match ended  with a late goal number 1", "sport"),
         (" the MATCH ended with a late goal number 1 ", "sport"),
         ("the parliament passed the budget bill 2\t", "politics"),

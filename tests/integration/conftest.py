@@ -315,6 +315,7 @@ def stack(
         "TUNESERVE_BASE_MODELS_DIR": str(models_dir),
         "TUNESERVE_PROGRESS_WRITE_INTERVAL_S": "0.5",
         "TUNESERVE_PREDICT_TIMEOUT_S": "60",
+        "TUNESERVE_WEBHOOK_ALLOW_PRIVATE": "true",  # the webhook tests' receiver is on 127.0.0.1
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }

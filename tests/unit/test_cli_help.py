@@ -6,7 +6,7 @@ import argparse
 import subprocess
 import sys
 
-from app.cli import build_parser
+from tuneserve.cli import build_parser
 
 
 def _parsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -26,11 +26,16 @@ def test_every_option_and_argument_has_help() -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert missing == []
-    assert len(_parsers(build_parser())) >= 7  # tuneserve, up, migrate, keys and its commands
+    names = {prog for prog, _ in _parsers(build_parser())}
+    for command in ("up", "keys create", "datasets upload", "jobs watch", "models export"):
+        assert f"tuneserve {command}" in names
 
 
 def test_version() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "tuneserve.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("tuneserve ") and out.stdout.split()[1][0].isdigit()
