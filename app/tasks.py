@@ -95,6 +95,12 @@ def enqueue_after_commit(session: Session, name: str, args: list[Any], **options
 
 @event.listens_for(Session, "after_commit")
 def _send_pending(session: Session) -> None:
+    # SQLAlchemy dispatches after_commit for a SAVEPOINT's release too (begin_nested(): the
+    # idempotency insert of every sweep candidate). Sending then would wake a worker before
+    # the row is committed: its check finds no queued job and drops the message. Only the
+    # outermost commit sends.
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(_PENDING_KEY, [])
     for name, args, options in pending:
         try:
@@ -105,6 +111,8 @@ def _send_pending(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT rolled back: the outer one goes on
+        return
     session.info.pop(_PENDING_KEY, None)
 
 

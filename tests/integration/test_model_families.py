@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import zipfile
 from typing import Any
@@ -173,7 +174,10 @@ def test_an_image_sweep_ranks_promotes_and_serves_with_plots(stack: Stack) -> No
     while sweep["status"] == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
         sweep = stack.client.get(url, headers=stack.headers).json()
-    assert sweep["status"] == "succeeded", (sweep, stack.worker.tail())
+    if sweep["status"] != "succeeded":
+        jobs = stack.client.get("/v1/jobs", headers=stack.headers).json()["data"]
+        states = [(j["id"], j["status"], j["sweep_id"]) for j in jobs[:6]]
+        pytest.fail(f"{json.dumps(sweep)}\n{states}\n{stack.worker.tail()}")
     first, second = sweep["leaderboard"]
     assert (first["learning_rate"], second["learning_rate"]) == (1e-1, 1e-6)
     assert first["value"] > second["value"]
@@ -195,9 +199,9 @@ def test_an_image_sweep_ranks_promotes_and_serves_with_plots(stack: Stack) -> No
 def test_a_running_image_job_cancels(stack: Stack) -> None:
     body = {
         "base_model": "tiny-resnet",
-        "dataset_id": _image_dataset(stack, 30, 13),
+        "dataset_id": _image_dataset(stack, 100, 13),
         "strategy": {"name": "full"},
-        "hyperparameters": {"epochs": 100, "batch_size": 4},
+        "hyperparameters": {"epochs": 100, "batch_size": 1},
     }
     r = stack.client.post("/v1/jobs", headers=stack.headers, json=body)
     assert r.status_code == 201, r.text
