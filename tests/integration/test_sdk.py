@@ -174,7 +174,8 @@ def test_datasets_from_a_path_and_from_rows(client: tuneserve.Client, tmp_path: 
 
 
 def test_dataset_from_a_dataframe(client: tuneserve.Client) -> None:
-    pandas = pytest.importorskip("pandas")
+    import pandas  # a test dependency (pyproject's test extra): never skipped
+
     frame = pandas.DataFrame(rows(10, seed=2))
     as_parquet = client.datasets.upload(frame, name="frame")
     assert (as_parquet.format, as_parquet.num_rows, as_parquet.labels) == (
