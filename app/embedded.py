@@ -252,7 +252,7 @@ def _run(settings: Settings, claimed: dict[str, socket.socket], *, host: str, wo
         url = f"http://{f'[{shown}]' if ':' in shown else shown}:{api_port}"
         _wait_api(url, api, 60)
         key = _first_key()
-        print(f"\ntuneserve is up at {url}  (docs: {url}/docs)", flush=True)
+        print(f"\ntuneserve is up at {url}  (dashboard: {url}/ui/  docs: {url}/docs)", flush=True)
         print(f"data: {data_dir}   worker logs: {logs}", flush=True)
         if key:
             print(f"first API key (shown once, store it now): {key}", flush=True)

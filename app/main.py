@@ -30,6 +30,7 @@ from app.openapi import install_openapi
 from app.sweeps.router import router as sweeps_router
 from app.tasks import broker_ping
 from app.tenants.router import router as keys_router
+from app.ui import install_ui
 from app.webhooks.router import router as webhooks_router
 
 
@@ -101,6 +102,7 @@ def create_app() -> FastAPI:
 
     install_openapi(api)  # the honest document: security, upload form, errors, links
     install_docs_pages(api)  # /docs and /redoc from local files
+    install_ui(api)  # the dashboard at /ui, from files in app/ui/static
     return api
 
 

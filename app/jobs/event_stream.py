@@ -14,6 +14,11 @@ thread pool than that, however many are open), and sleeps on the event loop in b
   after that event.
 - The stream ends once it has sent the last events of a job that is over (or was deleted);
   a database error also ends it (the client reconnects with ``Last-Event-ID``).
+- Progress, when asked (``?progress=true``, the dashboard does): besides the events, an
+  ``event: progress`` without an ``id`` (so ``Last-Event-ID`` still names the last event)
+  whenever the job's status, progress or latest metrics changed since the last poll, carrying
+  them and the metric points written since (the live training curves); a reconnecting client
+  gets the points again from the first and keeps the ones it lacks.
 - A cap per tenant (``TUNESERVE_MAX_STREAMS_PER_TENANT``, kept in Redis by
   :mod:`app.jobs.stream_slots`), taken when the response starts: 429 ``too_many_streams`` with
   ``Retry-After`` beyond it, 503 ``stream_unavailable`` when Redis does not answer. The slot is
@@ -26,6 +31,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -41,8 +47,8 @@ from app.db import get_sessionmaker
 from app.error_handlers import error_response
 from app.errors import AppError, RateLimited, ServiceUnavailable
 from app.jobs import stream_slots
-from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent
-from app.jobs.schemas import JobEventRead
+from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
+from app.jobs.schemas import JobEventRead, MetricPoint, Progress
 from app.loop_local import LoopLocal
 
 log = logging.getLogger(__name__)
@@ -64,23 +70,31 @@ def wants_stream(request: Request) -> bool:
 
 
 def open_stream(
-    session: Session, *, job: Job, after: int | None, last_event_id: int | None
+    session: Session,
+    *,
+    job: Job,
+    after: int | None,
+    last_event_id: int | None,
+    progress: bool = False,
 ) -> JobEventStream:
     """The live stream of ``job``'s events after ``after`` and ``last_event_id``. Closes
     ``session``: the stream holds no connection."""
     tenant_id, job_id = job.tenant_id, job.id
     session.close()
     starts_after = max((v for v in (after, last_event_id) if v is not None), default=None)
-    return JobEventStream(tenant_id=tenant_id, job_id=job_id, after=starts_after)
+    return JobEventStream(tenant_id=tenant_id, job_id=job_id, after=starts_after, progress=progress)
 
 
 class JobEventStream(EventSourceResponse):
     """sse-starlette's response (pings, disconnect detection, a send timeout) that takes a slot
     of its tenant's cap when it starts and gives it back however it ends."""
 
-    def __init__(self, *, tenant_id: str, job_id: str, after: int | None) -> None:
+    def __init__(
+        self, *, tenant_id: str, job_id: str, after: int | None, progress: bool = False
+    ) -> None:
         self.settings = get_settings()
         self.tenant_id, self.job_id, self.after = tenant_id, job_id, after
+        self.progress = progress
         self.slot: stream_slots.StreamSlot | None = None
         self._stream = self._events()
         super().__init__(
@@ -130,6 +144,7 @@ class JobEventStream(EventSourceResponse):
 
     async def _events(self) -> AsyncGenerator[ServerSentEvent, None]:
         last = self.after
+        watch = ProgressWatch(self.job_id) if self.progress else None
         refreshed_at = time.monotonic()
         while True:
             if self.slot is not None and (
@@ -144,9 +159,16 @@ class JobEventStream(EventSourceResponse):
                 events, done = await anyio.to_thread.run_sync(
                     _poll, self.job_id, last, limiter=_poll_limiters.get()
                 )
+                update = None
+                if watch is not None:
+                    update = await anyio.to_thread.run_sync(
+                        watch.poll, limiter=_poll_limiters.get()
+                    )
             except SQLAlchemyError as exc:
                 log.warning("event stream of %s ended on a database error: %s", self.job_id, exc)
                 return
+            if update is not None:
+                yield ServerSentEvent(data=json.dumps(update), event="progress", sep="\n")
             for event in events:
                 last = event.id
                 yield ServerSentEvent(
@@ -155,7 +177,7 @@ class JobEventStream(EventSourceResponse):
                     id=str(event.id),
                     sep="\n",
                 )
-            if len(events) >= _PAGE:
+            if len(events) >= _PAGE or (watch is not None and watch.more):
                 continue  # more are waiting
             if done and not events:
                 return
@@ -175,6 +197,43 @@ def _poll(job_id: str, after: int | None) -> tuple[list[JobEventRead], bool]:
             stmt = stmt.where(JobEvent.id > after)
         rows = session.scalars(stmt.order_by(JobEvent.id).limit(_PAGE))
         return [JobEventRead.model_validate(r) for r in rows], status in TERMINAL_STATUSES
+
+
+class ProgressWatch:
+    """What changed in one job's status, progress, latest metrics and metric points since the
+    last poll (read just after the events of the same poll and sent before them, so a client
+    has a job's final progress and curves by the time it sees the event that ends it)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.last_point: int | None = None
+        self.seen: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+        self.more = False
+
+    def poll(self) -> dict[str, Any] | None:
+        with get_sessionmaker()() as session:
+            row = session.execute(
+                select(Job.status, Job.progress, Job.metrics).where(Job.id == self.job_id)
+            ).first()
+            if row is None:
+                return None
+            stmt = select(JobMetric).where(JobMetric.job_id == self.job_id)
+            if self.last_point is not None:
+                stmt = stmt.where(JobMetric.id > self.last_point)
+            points = list(session.scalars(stmt.order_by(JobMetric.id).limit(_PAGE)))
+        self.more = len(points) >= _PAGE
+        state = (row.status, dict(row.progress or {}), dict(row.metrics or {}))
+        if state == self.seen and not points:
+            return None
+        self.seen = state
+        if points:
+            self.last_point = points[-1].id
+        return {
+            "status": state[0],
+            "progress": Progress.model_validate(state[1]).model_dump(mode="json"),
+            "metrics": state[2],
+            "points": [MetricPoint.model_validate(p).model_dump(mode="json") for p in points],
+        }
 
 
 #: per loop, the limit on streams reading the database at once

@@ -91,6 +91,14 @@ def list_events(
     session: SessionDep,
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    progress: Annotated[
+        bool,
+        Query(
+            description="With `Accept: text/event-stream`: also send `event: progress` (no "
+            "`id`) when the status, progress or latest metrics change, with the metric points "
+            "written since (live curves)."
+        ),
+    ] = False,
     last_event_id: Annotated[
         int | None,
         Header(
@@ -107,7 +115,9 @@ def list_events(
     `TUNESERVE_MAX_STREAMS_PER_TENANT` streams at once (429 `too_many_streams` beyond)."""
     job = service.get_job(session, tenant_id=tenant.id, job_id=job_id)
     if event_stream.wants_stream(request):
-        return event_stream.open_stream(session, job=job, after=after, last_event_id=last_event_id)
+        return event_stream.open_stream(
+            session, job=job, after=after, last_event_id=last_event_id, progress=progress
+        )
     rows = service.list_events(session, job=job, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -38,6 +38,11 @@ class Stack:
     def worker_log(self) -> Path:
         return self.worker.log
 
+    @property
+    def key(self) -> str:
+        """The stack's API key."""
+        return self.headers["Authorization"].removeprefix("Bearer ")
+
     def upload_csv(
         self,
         rows: Iterable[Sequence[str]],
@@ -230,6 +235,18 @@ class ApiProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextlib.contextmanager
+def api_beside(stack: Stack, log_dir: Path, **settings: str) -> Iterator[ApiProcess]:
+    """A real uvicorn API on the stack's database, broker and data, with ``settings`` as
+    ``TUNESERVE_*`` overrides (``stream_poll_interval_s="0.25"``); stopped on exit."""
+    env = {**stack.env, **{f"TUNESERVE_{k.upper()}": v for k, v in settings.items()}}
+    process = ApiProcess(env, log_dir / "api.log")
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 class InferenceProcess:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ApiProcess, Stack
+from tests.integration.conftest import ApiProcess, Stack, api_beside
 from worker.testing import learnable_examples
 
 pytestmark = pytest.mark.integration
@@ -25,14 +25,13 @@ HP = {"epochs": 2, "batch_size": 8, "max_length": 32, "validation_fraction": 0.2
 
 @pytest.fixture(scope="module")
 def api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
-    process = ApiProcess(stack.env, tmp_path_factory.mktemp("cli") / "api.log")
-    yield process
-    process.stop()
+    with api_beside(stack, tmp_path_factory.mktemp("cli")) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def env(stack: Stack, api: ApiProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    key = stack.headers["Authorization"].removeprefix("Bearer ")
+    key = stack.key
     home = tmp_path_factory.mktemp("cli-home")
     return {
         **os.environ,

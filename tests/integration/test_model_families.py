@@ -72,7 +72,7 @@ def test_a_gpt2_decoder_trains_and_serves(
     assert all({s["label"] for s in p["top_k"]} == {"A", "B"} for p in predictions)
 
 
-def _class_folder_zip(n_per_class: int, seed: int) -> bytes:
+def class_folder_zip(n_per_class: int, seed: int) -> bytes:
     images, labels = learnable_images(n_per_class, seed)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -95,7 +95,7 @@ def test_an_image_model_trains_on_a_zip_of_class_folders(
     r = stack.client.post(
         "/v1/datasets",
         headers=stack.headers,
-        files={"file": ("images.zip", _class_folder_zip(12, 5), "application/zip")},
+        files={"file": ("images.zip", class_folder_zip(12, 5), "application/zip")},
         data={"task": "image-classification"},
     )
     assert r.status_code == 201, r.text
@@ -126,7 +126,7 @@ def test_clip_zero_shot_needs_no_training_and_is_refused_elsewhere(stack: Stack)
     r = stack.client.post(
         "/v1/datasets",
         headers=stack.headers,
-        files={"file": ("images.zip", _class_folder_zip(6, 7), "application/zip")},
+        files={"file": ("images.zip", class_folder_zip(6, 7), "application/zip")},
         data={"task": "image-classification"},
     )
     assert r.status_code == 201, r.text
@@ -149,7 +149,7 @@ def _image_dataset(stack: Stack, n_per_class: int, seed: int) -> str:
     r = stack.client.post(
         "/v1/datasets",
         headers=stack.headers,
-        files={"file": ("images.zip", _class_folder_zip(n_per_class, seed), "application/zip")},
+        files={"file": ("images.zip", class_folder_zip(n_per_class, seed), "application/zip")},
         data={"task": "image-classification"},
     )
     assert r.status_code == 201, r.text

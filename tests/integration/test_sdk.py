@@ -26,7 +26,7 @@ from PIL import Image
 
 import tuneserve
 from tests.integration import conftest as integration_conftest
-from tests.integration.conftest import ApiProcess, Stack
+from tests.integration.conftest import ApiProcess, Stack, api_beside
 from tuneserve.strategies import Hyperparameters, LinearProbe
 from worker.testing import learnable_examples
 
@@ -61,14 +61,13 @@ def stack(own_redis_db: None, stack: Stack) -> Stack:
 
 @pytest.fixture(scope="module")
 def api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
-    process = ApiProcess(stack.env, tmp_path_factory.mktemp("sdk") / "api.log")
-    yield process
-    process.stop()
+    with api_beside(stack, tmp_path_factory.mktemp("sdk")) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def key(stack: Stack) -> str:
-    return stack.headers["Authorization"].removeprefix("Bearer ")
+    return stack.key
 
 
 @pytest.fixture
