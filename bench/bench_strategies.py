@@ -7,6 +7,11 @@ settings are recorded in the JSON and in docs/strategies.md.
 
     python -m bench.bench_strategies [--train-size 240] [--validation-size 200]
         [--max-length 128] [--epochs 2] [--strategies full,lora,...] [--datasets bbc,amazon]
+        [--auto]
+
+``--auto`` leaves epochs, batch size, learning rate, class weights and the selection metric to
+the service's ``auto`` rules (app/jobs/auto_hyperparameters.py) instead of ``--epochs``, batch
+16 and each strategy's default rate, and writes ``strategies_auto.json``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
     "dann": {"target_dataset_id": "validation-texts"},
     "dapt": {"unlabeled_dataset_id": "all-texts", "mlm_steps": 40, "then": "full"},
     "contrastive": {"num_pairs": 400},
+    "auto": {},
 }
 
 
@@ -76,7 +82,7 @@ def run_one(
     from pydantic import TypeAdapter
 
     from app.contract.hyperparameters import Hyperparameters
-    from app.contract.strategies import StrategyConfig
+    from app.contract.strategies import AutoStrategy, StrategyConfig
     from worker.core.data import Examples
     from worker.strategies.registry import train_model
     from worker.training.callbacks import NullCallbacks
@@ -89,6 +95,28 @@ def run_one(
         aux["unlabeled_dataset_id"] = list(train.texts) + list(validation.texts)
     config = TypeAdapter(StrategyConfig).validate_python({"name": name, **settings})
     hp = Hyperparameters(epochs=args.epochs, batch_size=16, max_length=args.max_length, seed=0)
+    choices: list[dict[str, Any]] = []
+    if args.auto:
+        from app.jobs.auto_hyperparameters import choose, profile
+
+        given = Hyperparameters(max_length=args.max_length, seed=0)
+        counts = {labels[i]: list(train.labels).count(i) for i in range(len(labels))}
+        data = profile(
+            task="text-classification",
+            num_rows=len(train.texts),
+            label_counts=counts,
+            validation_held_out=0.0,
+            modality="text",
+            family="encoder",
+            parameters=22_713_728,
+        )
+        hp, chosen = choose(given, config, data, requested={"max_length", "seed"})
+        if isinstance(config, AutoStrategy):  # each candidate's rate and epochs, as planned
+            from app.jobs.auto_hyperparameters import plan_auto
+
+            config, planned = plan_auto(hp, config, data, requested={"max_length", "seed"})
+            chosen = [planned, *chosen]
+        choices = [c.as_json() for c in chosen]
     started = time.perf_counter()
     trained = train_model(
         base_model_dir=base_dir,
@@ -103,13 +131,17 @@ def run_one(
     )
     seconds = time.perf_counter() - started
     trainable = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
+    bakeoff = (trained.selection or {}).get("bakeoff")
     return {
         "strategy": name,
+        "bakeoff": bakeoff,
         "settings": settings,
         "val_accuracy": round(trained.metrics.get("val_accuracy", float("nan")), 4),
         "val_macro_f1": round(trained.metrics.get("val_macro_f1", float("nan")), 4),
         "seconds": round(seconds, 1),
         "trainable_parameters_at_end": trainable,
+        "hyperparameters": {k: getattr(hp, k) for k in ("epochs", "batch_size", "learning_rate")},
+        "auto": choices,
     }
 
 
@@ -121,6 +153,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--strategies", default=",".join(STRATEGY_SETTINGS))
     parser.add_argument("--datasets", default="bbc,amazon")
+    parser.add_argument("--auto", action="store_true", help="the service's auto rules")
+    parser.add_argument("--name", default=None, help="results file name (bench/results/NAME.json)")
     args = parser.parse_args()
     threads = setup_torch(0)
 
@@ -156,7 +190,7 @@ def main() -> None:
         rows,
     )
     write_result(
-        "strategies",
+        args.name or ("strategies_auto" if args.auto else "strategies"),
         {
             "timestamp": timestamp(),
             "machine": machine_info(),
@@ -165,9 +199,9 @@ def main() -> None:
                 "train_size": args.train_size,
                 "validation_size": args.validation_size,
                 "max_length": args.max_length,
-                "epochs": args.epochs,
-                "batch_size": 16,
-                "learning_rate": "each strategy's default",
+                "epochs": "auto" if args.auto else args.epochs,
+                "batch_size": "auto" if args.auto else 16,
+                "learning_rate": "auto" if args.auto else "each strategy's default",
                 "seed": 0,
             },
             "results": results,

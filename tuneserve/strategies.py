@@ -91,6 +91,17 @@ class ZeroShot(StrategyConfig):
     label_texts: dict[str, str] | None = None
 
 
+class Auto(StrategyConfig):
+    """The service picks: a short bake-off of the strategies that suit the data, then the
+    winner trained in full (the job's ``strategy.plan`` and report say what ran)."""
+
+    name: Literal["auto"] = "auto"
+    time_budget_minutes: float | None = None
+    candidates: list[Literal["linear_probe", "contrastive", "lora", "full", "partial"]] | None = (
+        None
+    )
+
+
 #: the typed config of each strategy name this SDK knows (the server may know more)
 STRATEGIES: dict[str, type[StrategyConfig]] = {
     "full": Full,
@@ -102,6 +113,7 @@ STRATEGIES: dict[str, type[StrategyConfig]] = {
     "dapt": Dapt,
     "contrastive": Contrastive,
     "zero_shot": ZeroShot,
+    "auto": Auto,
 }
 
 

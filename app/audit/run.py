@@ -1,6 +1,7 @@
-"""The audit's entry point at submit: :func:`audit_job` scans the training dataset (and the
-validation and test datasets, if given) once each from the canonical Parquet and runs
-:data:`~app.audit.checks.CHECKS` on the scan.
+"""The audit's entry points at submit: :func:`scan_job` scans the training dataset (and the
+validation and test datasets, if given) once each from the canonical Parquet (the ``auto``
+hyperparameters read it too), and :func:`audit_job` runs :data:`~app.audit.checks.CHECKS` on
+the scan.
 
 A check that fails unexpectedly is logged and skipped: the audit never fails a submit on odd
 data, only on a fatal finding (:class:`AuditFailed`, 422 ``audit_failed``).
@@ -9,6 +10,8 @@ data, only on a fatal finding (:class:`AuditFailed`, 422 ``audit_failed``).
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -37,18 +40,31 @@ def _source(session: Session, storage: Storage, dataset_id: str | None) -> Sourc
     return None if ds is None else Source(ds.id, storage.path(ds.storage_path))
 
 
-def audit_job(
+@dataclass(frozen=True)
+class Scanned:
+    """What :func:`scan_job` read: the scan (None when the data could not be read) and the
+    model's own token limit."""
+
+    scan: Scan | None
+    model_max: int | None
+
+    @property
+    def tokens_p90(self) -> int | None:
+        counts = sorted(self.scan.token_counts) if self.scan else []
+        return counts[math.ceil(0.9 * len(counts)) - 1] if counts else None
+
+
+def scan_job(
     session: Session,
     *,
     body: JobCreate,
     dataset: Dataset,
     base: BaseModelInfo,
     settings: Settings,
-) -> list[AuditFinding]:
-    """The findings for a validated submission, in CHECKS order. Raises nothing but
-    :class:`AuditFailed` when a finding is fatal."""
+) -> Scanned:
+    """Read a validated submission's data once (a sweep's candidates share the read)."""
     if dataset.task not in LABELED_TASKS:
-        return []
+        return Scanned(None, None)
     model_max: int | None = None
     data: Scan | None = None
     try:
@@ -72,7 +88,15 @@ def audit_job(
         logger.exception(
             "audit: cannot read the data of dataset %s; data checks skipped", dataset.id
         )
-    ctx = Context(body=body, dataset=dataset, scan=data, model_max=model_max)
+    return Scanned(data, model_max)
+
+
+def audit_job(*, body: JobCreate, dataset: Dataset, scanned: Scanned) -> list[AuditFinding]:
+    """The findings for a validated submission, in CHECKS order. Raises nothing but
+    :class:`AuditFailed` when a finding is fatal."""
+    if dataset.task not in LABELED_TASKS:
+        return []
+    ctx = Context(body=body, dataset=dataset, scan=scanned.scan, model_max=scanned.model_max)
     findings: list[AuditFinding] = []
     for check in CHECKS:
         try:

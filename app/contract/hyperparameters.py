@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.contract.strategies import AnyStrategy
 
@@ -59,15 +59,29 @@ class Hyperparameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    epochs: int = Field(3, ge=1, le=100, description="Passes over the training split.")
-    batch_size: int = Field(16, ge=1, le=1024, description="Examples per optimisation step.")
+    epochs: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description='Passes over the training split. Left out (or "auto"): chosen from the '
+        "data so that the job makes enough optimiser steps (docs/strategies.md, Auto "
+        "hyperparameters); the job's `auto` says what was chosen and why.",
+    )
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description='Examples per optimisation step. Left out (or "auto"): 8, 16 or 32 by '
+        "the size of the data.",
+    )
     learning_rate: float | None = Field(
         None,
         gt=0.0,
         le=1.0,
-        description="Peak learning rate; null takes the strategy's default "
-        "(full 2e-5, partial and gradual_unfreeze 5e-5, lora 5e-4, linear_probe and the "
-        "head of contrastive 1e-2, dann 2e-5, dapt: its downstream strategy's).",
+        description='Peak learning rate. Left out (or "auto"): chosen by strategy, data '
+        "size, modality and model size. null takes the strategy's fixed default (full 2e-5, "
+        "partial and gradual_unfreeze 5e-5, lora 5e-4, linear_probe and the head of "
+        "contrastive 1e-2, dann 2e-5, dapt: its downstream strategy's).",
     )
     max_length: int = Field(
         256,
@@ -131,6 +145,19 @@ class Hyperparameters(BaseModel):
         description="Multi-label only: pick each label's decision threshold on the validation "
         "set to maximise its F1, and use those thresholds when serving (else 0.5).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_is_left_out(cls, data: Any) -> Any:
+        """``"auto"`` for a field :mod:`app.jobs.auto_hyperparameters` chooses is the same as
+        leaving it out (``class_weights: "auto"`` is a value of its own: balanced weights)."""
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (v == "auto" and k in ("epochs", "batch_size", "learning_rate"))
+            }
+        return data
 
     @field_validator("class_weights")
     @classmethod

@@ -242,6 +242,57 @@ class ZeroShotStrategy(_Strategy):
         return templates
 
 
+#: the strategies the ``auto`` strategy may try
+AutoCandidateName = Literal["linear_probe", "contrastive", "lora", "full", "partial"]
+
+
+class AutoCandidate(BaseModel):
+    """One strategy of an ``auto`` job's bake-off, as planned at submit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: AutoCandidateName
+    learning_rate: float = Field(gt=0.0, le=1.0, description="Its rate (chosen by auto).")
+    epochs: int = Field(ge=1, le=100, description="Its epochs when it wins (chosen by auto).")
+
+
+class AutoStrategy(_Strategy):
+    """Picks the strategy for you: a short bake-off of the strategies that suit the data (on
+    the job's one validation split, with early stopping and the feature cache), then the
+    winner trained in full and served (docs/strategies.md, The auto strategy)."""
+
+    name: Literal["auto"] = "auto"
+    time_budget_minutes: float | None = Field(
+        None,
+        gt=0.0,
+        le=10_080.0,
+        description="Soft limit on the whole job: the bake-off stops trying candidates once "
+        "half of it is spent (the cheapest candidates run first), and the winner's final "
+        "training gets the rest.",
+    )
+    candidates: list[AutoCandidateName] | None = Field(
+        None,
+        min_length=1,
+        max_length=5,
+        description="The strategies to try, in order. Left out: chosen from the data (few "
+        "examples per class: contrastive and linear_probe; small data: linear_probe, lora "
+        "and full; large data: lora and full; images: linear_probe, lora, full).",
+    )
+    plan: list[AutoCandidate] | None = Field(
+        None,
+        max_length=5,
+        description="Filled in by the service at submit: each candidate with the learning rate "
+        "and epochs chosen for it. A request may leave it out.",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("each candidate at most once")
+        return names
+
+
 AnyStrategy = (
     FullStrategy
     | LinearProbeStrategy
@@ -252,6 +303,7 @@ AnyStrategy = (
     | DaptStrategy
     | ContrastiveStrategy
     | ZeroShotStrategy
+    | AutoStrategy
 )
 #: the discriminated union ``POST /v1/jobs`` validates ``strategy`` with
 StrategyConfig = Annotated[AnyStrategy, Field(discriminator="name")]

@@ -59,6 +59,8 @@ class Job(Base):
     #: which evaluation's weights were served and why: metric, mode, the selected and the
     #: last evaluation's metrics, whether training stopped early (set when it succeeds)
     selection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: what ``auto`` chose at submit: [{"field", "value", "reason"}]
+    auto: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)

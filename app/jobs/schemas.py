@@ -46,6 +46,14 @@ class AuditFinding(BaseModel):
     )
 
 
+class AutoChoice(BaseModel):
+    """A hyperparameter the request left to ``auto``, as chosen at submit."""
+
+    field: str = Field(description="The hyperparameter (epochs, batch_size, learning_rate, ...).")
+    value: Any = Field(description="What was chosen.")
+    reason: str = Field(description="Why, with the numbers the rule read.")
+
+
 class Progress(BaseModel):
     phase: str | None = Field(
         None,
@@ -104,6 +112,11 @@ class JobRead(BaseModel):
         description="Warnings and notes of the pre-flight audit of the job's data at submit "
         "(docs/datasets.md); also in the job's events, kind 'audit'.",
     )
+    auto: list[AutoChoice] = Field(
+        default_factory=list,
+        description='The hyperparameters the request left out (or set to "auto"), as '
+        "chosen from the data, with the reason for each; `hyperparameters` holds them too.",
+    )
     model_id: str | None
     error: JobError | None
     attempt: int
@@ -135,6 +148,7 @@ class JobRead(BaseModel):
             metrics=job.metrics or {},
             selection=Selection.model_validate(job.selection) if job.selection else None,
             audit=[AuditFinding.model_validate(f) for f in job.audit or []],
+            auto=[AutoChoice.model_validate(c) for c in job.auto or []],
             model_id=job.model_id,
             error=error,
             attempt=job.attempt,

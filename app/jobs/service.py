@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit.run import audit_job
+from app.audit.run import Scanned, audit_job, scan_job
 from app.base_models.decoders import is_decoder_config
 from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.contract.hyperparameters import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
+from app.contract.strategies import STRATEGY_CONFIGS, AutoStrategy
 from app.contract.tasks import MULTILABEL_TASKS
 from app.datasets.orm import Dataset
 from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.idempotency import Idempotent
+from app.jobs import auto_hyperparameters as auto
 from app.jobs import lifecycle
 from app.jobs.lifecycle import add_event
 from app.jobs.orm import TERMINAL_STATUSES, Job, JobEvent, JobMetric
@@ -187,10 +189,10 @@ def create_job(
         submission = validate_submission(session, tenant_id=tenant_id, body=body, settings=settings)
     dataset = submission.dataset
     reserve_job(session, tenant_id=tenant_id, settings=settings)  # 429 past the tenant's quota
+    scanned = scan_job(session, body=body, dataset=dataset, base=submission.base, settings=settings)
+    body, choices = choose_hyperparameters(body, submission, scanned)
     # a fatal finding raises AuditFailed (422 audit_failed) and nothing is created
-    findings = audit_job(
-        session, body=body, dataset=dataset, base=submission.base, settings=settings
-    )
+    findings = audit_job(body=body, dataset=dataset, scanned=scanned)
     if not broker_ping():
         raise ServiceUnavailable(
             "The job queue (Redis) is unavailable; the job was not created. Try again shortly.",
@@ -212,6 +214,7 @@ def create_job(
         progress={},
         metrics={},
         audit=[f.model_dump(mode="json") for f in findings],
+        auto=[c.as_json() for c in choices],
         attempt=0,
         max_attempts=settings.max_attempts,
         enqueued_at=utcnow(),
@@ -220,10 +223,58 @@ def create_job(
     if winner is not None:
         return winner, False
     add_event(session, job.id, "queued", "Job accepted and queued.")
+    if choices:
+        summary = "; ".join(f"{c.field} {_shown(c.value)} ({c.reason})" for c in choices)
+        data = {"choices": [c.as_json() for c in choices]}
+        add_event(session, job.id, "auto", f"Chosen automatically: {summary}.", data)
     for finding in findings:
         add_event(session, job.id, "audit", finding.message, finding.model_dump(mode="json"))
     enqueue_after_commit(session, TRAIN_TASK, [job.id])
     return job, True
+
+
+def choose_hyperparameters(
+    body: JobCreate, submission: Submission, scanned: Scanned
+) -> tuple[JobCreate, list[auto.Choice]]:
+    """``body`` with the hyperparameters the request left to ``auto`` chosen from its data
+    (app/jobs/auto_hyperparameters.py), and the choices."""
+    dataset, base, hp = submission.dataset, submission.base, body.hyperparameters
+    counts = (dataset.report or {}).get("label_counts") or {}
+    data = auto.profile(
+        task=dataset.task,
+        num_rows=dataset.num_rows,
+        label_counts={str(k): int(v) for k, v in counts.items()},
+        validation_held_out=0.0 if body.validation_dataset_id else hp.validation_fraction,
+        modality=base.modality,
+        family=base.family,
+        parameters=base.parameter_count,
+        tokens_p90=scanned.tokens_p90,
+        model_max=scanned.model_max,
+    )
+    requested = set(hp.model_fields_set)
+    strategy = body.strategy
+    chosen, choices = auto.choose(hp, strategy, data, requested=requested)
+    if isinstance(strategy, AutoStrategy):
+        for name in strategy.candidates or ():
+            if dataset.task not in STRATEGY_CONFIGS[name].supported_tasks:
+                raise InvalidInput(
+                    f"strategy.candidates: {name!r} cannot train on a {dataset.task!r} dataset.",
+                    details={"field": "strategy.candidates"},
+                )
+        # each candidate gets its own rate and epochs (in the plan); the rest is shared
+        per_candidate = {"learning_rate", "epochs"}
+        choices = [c for c in choices if c.field not in per_candidate]
+        chosen = chosen.model_copy(update={k: getattr(hp, k) for k in per_candidate})
+        strategy, planned = auto.plan_auto(chosen, strategy, data, requested=requested)
+        choices.insert(0, planned)
+    update = {"hyperparameters": chosen, "strategy": strategy}
+    return body.model_copy(update=update), choices
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items() if k == "metric")
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:

@@ -47,8 +47,9 @@ class SweepCreate(BaseModel):
         min_length=1,
         max_length=5,
         description="Optional learning rates (1 to 5, each in (0, 1]); the candidates are "
-        "every strategy at every rate. Without it each strategy trains once at its default "
-        "rate (or at hyperparameters.learning_rate). At most 24 candidates in all.",
+        "every strategy at every rate. Without it each strategy trains once at the rate "
+        "`auto` chooses for it (or at hyperparameters.learning_rate). At most 24 candidates "
+        "in all.",
     )
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters,
@@ -67,6 +68,11 @@ class SweepCreate(BaseModel):
         if self.learning_rates is not None and self.hyperparameters.learning_rate is not None:
             raise ValueError(
                 "give either learning_rates or hyperparameters.learning_rate, not both"
+            )
+        if any(s.name == "auto" for s in self.strategies):
+            raise ValueError(
+                "'auto' runs a bake-off of its own: submit it as a job (POST /v1/jobs), "
+                "or list the strategies to compare here"
             )
         count = len(self.strategies) * len(self.learning_rates or [None])
         if count > MAX_CANDIDATES:

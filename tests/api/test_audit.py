@@ -93,7 +93,7 @@ def test_clean_data_has_no_findings(client: TestClient, auth: dict[str, str]) ->
     r = submit(client, auth, train)
     assert r.status_code == 201, r.text
     assert r.json()["audit"] == []
-    assert [e["kind"] for e in events(client, auth, r.json()["id"])] == ["queued"]
+    assert [e["kind"] for e in events(client, auth, r.json()["id"])] == ["queued", "auto"]
     assert client.get(f"/v1/jobs/{r.json()['id']}", headers=auth).json()["audit"] == []
     # with a validation set and a test set that share no text with it or each other
     test = dataset_id(client, auth, [(t.replace("note", "line"), y) for t, y in clean(5)])
@@ -110,7 +110,8 @@ def test_class_imbalance_warns_and_class_weights_make_it_a_note(
 
     ds = dataset_id(client, auth, sentences("sport", 24) + sentences("politics", 8))
     key = {**auth, "Idempotency-Key": "imbalanced"}
-    r = submit(client, key, ds)
+    off = {"class_weights": None}  # left out, auto turns the weights on (below)
+    r = submit(client, key, ds, hyperparameters=off)
     assert r.status_code == 201, r.text
     job = r.json()
     [finding] = job["audit"]
@@ -120,15 +121,22 @@ def test_class_imbalance_warns_and_class_weights_make_it_a_note(
     assert finding["data"]["ratio"] == 3.0
     assert finding["data"]["largest"] == {"label": "sport", "count": 24}
     assert finding["data"]["smallest"] == {"label": "politics", "count": 8}
-    # one `audit` event per finding, right after `queued`, with the finding as data
+    # one `audit` event per finding, after `queued` and `auto`, with the finding as data
     logged = events(client, auth, job["id"])
-    assert [e["kind"] for e in logged] == ["queued", "audit"]
-    assert logged[1]["data"] == finding and logged[1]["message"] == finding["message"]
+    assert [e["kind"] for e in logged] == ["queued", "auto", "audit"]
+    assert logged[2]["data"] == finding and logged[2]["message"] == finding["message"]
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).json()["audit"] == [finding]
     # an idempotent replay returns the job as it is: no second audit
-    again = submit(client, key, ds)
+    again = submit(client, key, ds, hyperparameters=off)
     assert again.status_code == 200 and again.json()["audit"] == [finding]
-    assert len(events(client, auth, job["id"])) == 2
+    # left out, auto weights the classes: the finding is a note, and `auto` says why
+    weighted = submit(client, auth, ds).json()
+    [note] = weighted["audit"]
+    assert note["severity"] == "info" and "class weights are on" in note["message"]
+    assert weighted["hyperparameters"]["class_weights"] == "auto"
+    [why] = [c for c in weighted["auto"] if c["field"] == "class_weights"]
+    assert why["value"] == "auto" and "3.0:1" in why["reason"]
+    assert len(events(client, auth, job["id"])) == 3  # the replay added nothing
 
     for weights in ("auto", {"politics": 3.0}):
         r = submit(client, auth, ds, hyperparameters={"class_weights": weights})
@@ -200,7 +208,7 @@ def test_leakage_warnings_for_validation_and_test(client: TestClient, auth: dict
     assert leaks[0]["data"]["examples"] == ["A short note about SPORT, number 3"]
     assert "1 of 10 validation rows (10%)" in leaks[0]["message"]
     kinds = [e["kind"] for e in events(client, auth, r.json()["id"])]
-    assert kinds == ["queued"] + ["audit"] * len(r.json()["audit"])
+    assert kinds == ["queued", "auto"] + ["audit"] * len(r.json()["audit"])
 
 
 def test_leakage_risk_from_duplicates_without_validation_set(
@@ -287,7 +295,15 @@ def test_long_texts_counted_with_the_model_tokenizer(
             (" ".join(["politics"] * words) + f" {i}", "politics") for i in range(10)
         ]
 
-    r = submit(client, auth, dataset_id(client, auth, long(300)))
+    long_data = dataset_id(client, auth, long(300))
+    # left out, max_length covers them (auto): no finding
+    r = submit(client, auth, long_data)
+    assert r.status_code == 201, r.text
+    assert findings(r.json(), "long_texts") == []
+    assert r.json()["hyperparameters"]["max_length"] == 320
+    [why] = [c for c in r.json()["auto"] if c["field"] == "max_length"]
+    assert "303 tokens or shorter" in why["reason"]
+    r = submit(client, auth, long_data, hyperparameters={"max_length": 256})
     assert r.status_code == 201, r.text
     [finding] = findings(r.json(), "long_texts")
     assert finding["severity"] == "warning"

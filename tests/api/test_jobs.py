@@ -64,7 +64,13 @@ def test_submit(
     assert job["dataset_id"] == dataset["id"]
     assert job["task"] == "text-classification"
     assert job["strategy"]["name"] == strategy
-    assert job["hyperparameters"]["epochs"] == 3  # defaults filled in
+    # left out: chosen from the data (16 rows, 14 trained on), recorded with the reasons
+    assert [c["field"] for c in job["auto"]] == ["batch_size", "learning_rate", "epochs"]
+    auto = {c["field"]: c["value"] for c in job["auto"]}
+    assert auto == {k: job["hyperparameters"][k] for k in auto}
+    assert auto["batch_size"] == 8 and auto["epochs"] == 20  # 2 steps an epoch: the cap
+    assert auto["learning_rate"] == (2e-4 if strategy == "full" else 1e-2)
+    assert "14 training examples" in job["auto"][0]["reason"]
     assert job["model_id"] is None and job["error"] is None
     assert job["started_at"] is None and job["finished_at"] is None
     assert job["progress"]["percent"] == 0
@@ -81,10 +87,30 @@ def test_submit(
     r = client.get(f"/v1/jobs/{job['id']}/events", headers=auth)
     assert r.status_code == 200, r.text
     events = r.json()["data"]
-    assert [e["kind"] for e in events] == ["queued"]
+    assert [e["kind"] for e in events] == ["queued", "auto"]
+    assert events[1]["data"]["choices"] == job["auto"]
+    assert events[1]["message"].startswith("Chosen automatically: batch_size 8 (")
     assert r.json()["next_cursor"] is None
 
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).json() == job
+
+
+def test_given_hyperparameters_are_not_chosen_and_auto_means_left_out(
+    client: TestClient, auth: dict[str, str], dataset: dict[str, Any]
+) -> None:
+    given = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-4}
+    job = submit(client, auth, dataset["id"], hyperparameters=given).json()
+    assert job["auto"] == [] and {k: job["hyperparameters"][k] for k in given} == given
+    events = client.get(f"/v1/jobs/{job['id']}/events", headers=auth).json()["data"]
+    assert [e["kind"] for e in events] == ["queued"]
+    words = {"epochs": "auto", "batch_size": "auto", "learning_rate": "auto"}
+    said = submit(client, auth, dataset["id"], hyperparameters=words).json()
+    left_out = submit(client, auth, dataset["id"]).json()
+    assert (
+        said["auto"] == left_out["auto"] and said["hyperparameters"] == left_out["hyperparameters"]
+    )
+    bad = submit(client, auth, dataset["id"], hyperparameters={"epochs": "many"})
+    assert bad.status_code == 422 and "epochs" in bad.json()["error"]["message"]
 
 
 def test_unknown_base_model(
@@ -267,7 +293,7 @@ def test_cancel_queued(client: TestClient, auth: dict[str, str], dataset: dict[s
     kinds = [
         e["kind"] for e in client.get(f"/v1/jobs/{job['id']}/events", headers=auth).json()["data"]
     ]
-    assert kinds == ["queued", "cancelled"]
+    assert kinds == ["queued", "auto", "cancelled"]
 
     r = client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
     assert r.status_code == 200, r.text
@@ -276,7 +302,7 @@ def test_cancel_queued(client: TestClient, auth: dict[str, str], dataset: dict[s
     kinds = [
         e["kind"] for e in client.get(f"/v1/jobs/{job['id']}/events", headers=auth).json()["data"]
     ]
-    assert kinds == ["queued", "cancelled"]  # no second event
+    assert kinds == ["queued", "auto", "cancelled"]  # no second event
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).json()["status"] == "cancelled"
 
 
@@ -304,7 +330,8 @@ def test_events_paging(client: TestClient, auth: dict[str, str], dataset: dict[s
     from app.db import session_scope
     from app.jobs.lifecycle import add_event
 
-    job = submit(client, auth, dataset["id"]).json()
+    given = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-4}  # no `auto` event
+    job = submit(client, auth, dataset["id"], hyperparameters=given).json()
     with session_scope() as s:
         for i in range(5):
             add_event(s, job["id"], "note", f"event {i}", {"i": i})

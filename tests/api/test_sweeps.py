@@ -159,13 +159,13 @@ def test_defaults_and_explicit_early_stopping(
     sweep = create(client, auth, dataset["id"]).json()
     assert (sweep["metric"], sweep["mode"]) == ("val_macro_f1", "max")
     board = sweep["leaderboard"]
-    # no learning_rates: one candidate per strategy at its default rate
+    # no learning_rates: one candidate per strategy at its auto rate (small data)
     assert [(e["strategy"], e["learning_rate"]) for e in board] == [
-        ("full", 2e-5),
+        ("full", 2e-4),
         ("linear_probe", 1e-2),
     ]
     jobs = jobs_of(sweep["id"])
-    assert [j["hyperparameters"]["learning_rate"] for j in jobs] == [None, None]
+    assert [j["hyperparameters"]["learning_rate"] for j in jobs] == [2e-4, 1e-2]
     assert {j["hyperparameters"]["early_stopping"]["metric"] for j in jobs} == {"val_macro_f1"}
 
     # a shared learning rate, and early stopping given explicitly: kept as given

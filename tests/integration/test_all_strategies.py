@@ -31,6 +31,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "dann": {"target_dataset_id": "{unlabeled}"},
     "dapt": {"unlabeled_dataset_id": "{unlabeled}", "mlm_steps": 5, "then": "full"},
     "contrastive": {"num_pairs": 40},
+    "auto": {},
 }
 
 
@@ -78,6 +79,14 @@ def test_strategy_end_to_end(stack: Stack, datasets: dict[str, str], name: str) 
         json={"inputs": ["alpha alpha kalo", "beta beta mino"], "top_k": 2},
     )
     assert r.status_code == 200, r.text
+    if name == "auto":  # a bake-off of the candidates chosen from the data, in the report
+        planned = [c["name"] for c in job["strategy"]["plan"]]
+        assert planned == ["linear_probe", "lora", "full"]  # 48 rows, 24 a class: small data
+        report = stack.client.get(f"/v1/jobs/{job_id}/report", headers=stack.headers).json()
+        bakeoff = report["selection"]["bakeoff"]
+        assert [run["name"] for run in bakeoff["runs"]] == planned
+        assert [run["name"] for run in bakeoff["runs"] if run["won"]] == [bakeoff["winner"]]
+        assert report["strategy"] == bakeoff["winner"]
     predictions = r.json()["predictions"]
     assert len(predictions) == 2, predictions  # one per input, each ranking both labels
     for p in predictions:

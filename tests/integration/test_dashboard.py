@@ -176,6 +176,9 @@ def test_upload_train_watch_curves_and_predict_in_a_browser(
     assert "class_imbalance" in codes
     audit = p.locator("[data-testid=audit]").inner_text()
     assert all(code in audit for code in codes)
+    # left to auto: class weights (the data are imbalanced), shown with the reason
+    assert [c["field"] for c in job["auto"]] == ["class_weights", "temperature_scaling"]
+    assert "imbalanced" in p.locator("[data-testid=auto]").inner_text()
     shot(p, "04-job-succeeded")
 
     # try the model: the page shows the labels the API gives for the same texts
@@ -220,9 +223,9 @@ def test_upload_train_watch_curves_and_predict_in_a_browser(
 def test_an_image_dataset_job_and_prediction_in_a_browser(
     stack: Stack, api: ApiProcess, page: tuple[Page, list[str], list[str]], tmp_path: Path
 ) -> None:
-    """Images through the same pages: a zip of class folders uploaded, a probe on the tiny
-    ResNet started from the form, image files picked for the try-it box (shown as thumbnails
-    from blob: URLs) and the labels the API gives for the same files."""
+    """Images through the same pages: a zip of class folders uploaded, `auto` on the tiny
+    ResNet started from the form (its bake-off table), image files picked for the try-it box
+    (shown as thumbnails from blob: URLs) and the labels the API gives for the same files."""
     p, errors, requests = page
     archive = tmp_path / "images.zip"
     archive.write_bytes(class_folder_zip(10, 4))
@@ -239,11 +242,15 @@ def test_an_image_dataset_job_and_prediction_in_a_browser(
 
     p.get_by_role("button", name="Train a model").click()
     p.select_option("select[name=base_model]", "tiny-resnet")
-    p.select_option("select[name=strategy]", "linear_probe")
-    p.fill("input[name=epochs]", "4")
+    p.select_option("select[name=strategy]", "auto")  # a bake-off: its table on the page
+    p.fill("input[name=epochs]", "3")
     p.get_by_role("button", name="Start job").click()
     p.wait_for_url("**/ui/#/jobs/job_*")
     sync_api.expect(p.locator("h1 [data-testid=status]")).to_have_text("succeeded", timeout=180_000)
+    board = p.locator("[data-testid=bakeoff] tbody tr")
+    sync_api.expect(board).to_have_count(3)  # linear_probe, lora, full on images
+    assert board.locator("strong").count() == 1  # the winner
+    shot(p, "08-image-auto-bakeoff")
 
     images, _ = learnable_images(2, seed=42)  # two of each class
     paths = []
@@ -266,6 +273,6 @@ def test_an_image_dataset_job_and_prediction_in_a_browser(
     r = stack.client.post(f"/v1/models/{model_id}/predict", headers=stack.headers, files=files)
     assert r.status_code == 200, r.text
     assert labels.all_inner_texts() == [x["label"] for x in r.json()["predictions"]]
-    shot(p, "08-image-prediction")
+    shot(p, "09-image-prediction")
     assert errors == [], errors
     assert [u for u in requests if not u.startswith((api.url, "data:", "blob:"))] == []

@@ -15,6 +15,7 @@ from typing import ParamSpec, cast
 
 from app.contract.strategies import STRATEGY_NAMES, AnyStrategy
 from worker.strategies import (  # noqa: F401  (each registers itself when imported)
+    auto,
     contrastive,
     dann,
     dapt,

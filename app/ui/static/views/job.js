@@ -16,6 +16,7 @@ export async function detail(ctx, page, [id]) {
     loss: h("div"),
     quality: h("div"),
     audit: h("div"),
+    auto: h("div"),
     report: h("div"),
     events: h("ul"),
   };
@@ -25,6 +26,7 @@ export async function detail(ctx, page, [id]) {
     h("div", { class: "grid" }, card("Loss", parts.loss), card("Validation metrics", parts.quality)),
     parts.report,
     card("Audit", parts.audit),
+    card("Chosen automatically", parts.auto),
     card("Events", h("div", { class: "events" }, parts.events)));
 
   let frame = 0;
@@ -34,6 +36,7 @@ export async function detail(ctx, page, [id]) {
     renderProgress(parts.progress, state.job);
     renderCurves(parts, state.points);
     renderAudit(parts.audit, state.job.audit);
+    renderAuto(parts.auto, state.job.auto);
   };
   const redraw = () => { if (!frame) frame = requestAnimationFrame(draw); };
   draw();
@@ -143,6 +146,17 @@ function renderAudit(node, audit) {
       f.suggestion ? h("div", { class: "muted" }, f.suggestion) : null)))));
 }
 
+function renderAuto(node, choices) {
+  if (!choices || !choices.length) {
+    replace(node, h("p", { class: "muted" }, "Every hyperparameter was given by the request."));
+    return;
+  }
+  const shown = (value) => (value !== null && typeof value === "object" ? value.metric || JSON.stringify(value) : String(value));
+  replace(node, table(["hyperparameter", "value", "why"], choices.map((c) =>
+    h("tr", {}, h("td", { class: "mono" }, c.field), h("td", {}, shown(c.value)), h("td", { class: "muted" }, c.reason))),
+  { "data-testid": "auto" }));
+}
+
 function eventItem(event) {
   return h("li", {}, h("span", { class: "muted" }, when(event.created_at), " "),
     h("strong", {}, event.kind), " ", event.message);
@@ -158,7 +172,19 @@ function renderReport(node, report, job) {
     h("div", { class: "grid" },
       r.confusion_matrix ? h("div", {}, h("h2", {}, "Confusion matrix"), confusion(r.confusion_matrix, name)) : null,
       r.per_class ? h("div", {}, h("h2", {}, "Per class"), perClass(r.per_class)) : null))),
-    card("Selection", selection(report, job)));
+    card("Selection", selection(report, job)),
+    report.selection && report.selection.bakeoff ? card("Bake-off (auto)", bakeoff(report.selection.bakeoff)) : null);
+}
+
+function bakeoff(result) {
+  const rows = result.runs.map((run) => h("tr", { class: run.won ? "winner" : null },
+    h("td", {}, run.won ? h("strong", {}, run.name) : run.name),
+    h("td", { class: "num" }, num(run.learning_rate)),
+    h("td", { class: "num" }, run.skipped ? "—" : `${run.bakeoff_epochs} of ${run.epochs}`),
+    h("td", { class: "num" }, run.metrics ? num(run.metrics[result.rank_metric]) : run.skipped),
+    h("td", { class: "num" }, run.seconds === undefined ? "—" : `${run.seconds}s`)));
+  return table(["candidate", "#rate", "#epochs (bake-off)", `#${result.rank_metric}`, "#time"], rows,
+    { "data-testid": "bakeoff" });
 }
 
 function confusion(cm, split) {

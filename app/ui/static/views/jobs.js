@@ -66,9 +66,10 @@ export async function create(ctx, page, _params, query) {
   const base = h("select", { name: "base_model" });
   const strategy = h("select", { name: "strategy" },
     ctx.config.strategies.map((s) => h("option", { value: s, selected: s === "full" }, s)));
-  const epochs = h("input", { name: "epochs", type: "number", min: 1, value: 3 });
-  const rate = h("input", { name: "learning_rate", type: "text", placeholder: "strategy default" });
-  const batch = h("input", { name: "batch_size", type: "number", min: 1, placeholder: "16" });
+  // left empty: chosen from the data (the job's `auto` says what and why)
+  const epochs = h("input", { name: "epochs", type: "number", min: 1, placeholder: "auto" });
+  const rate = h("input", { name: "learning_rate", type: "text", placeholder: "auto" });
+  const batch = h("input", { name: "batch_size", type: "number", min: 1, placeholder: "auto" });
   const maxLength = h("input", { name: "max_length", type: "number", min: 8, placeholder: "256" });
   const options = h("textarea", { name: "strategy_options", placeholder: '{"r": 8} — the strategy\'s own fields, as JSON (optional)' });
   const more = h("textarea", { name: "hyperparameters", placeholder: '{"early_stopping": {"patience": 5}} — other hyperparameters, as JSON (optional)' });
