@@ -48,8 +48,9 @@ def test_the_candidate_that_learns_wins_and_is_trained_in_full(tiny_bert_dir: Pa
     assert runs["full"]["metrics"]["val_macro_f1"] > runs["linear_probe"]["metrics"]["val_macro_f1"]
     # the final run had the winner's 9 epochs (its history), not the bake-off's 3
     assert len(trained.history) == 9 and trained.metrics["val_accuracy"] >= 0.9
+    assert bakeoff["served"] == "final"  # the full run scored no worse than the bake-off's
     kinds = [kind for kind, _, _ in events.events if kind == "bakeoff"]
-    assert len(kinds) == 5  # start and result of each, then the winner
+    assert len(kinds) == 6  # start and result of each, the winner, the run served
 
 
 def test_the_order_does_not_decide(tiny_bert_dir: Path) -> None:

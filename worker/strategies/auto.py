@@ -13,7 +13,10 @@ Contract:
   remaining candidates are skipped (recorded as such); the first always runs.
 - The winner is the candidate with the best validation macro-F1 of its served weights (as
   sweeps rank; ties: the lower validation loss, then the cheaper). It is trained again in
-  full (its epochs; checkpoints under ``final``), unless its bake-off run already had them.
+  full (its epochs; checkpoints under ``final``), unless its bake-off run already had them;
+  the full run is served unless it scores worse than the bake-off run on the same split
+  (``served``: ``final`` or ``bakeoff``; BBC News, 240 articles: ``full`` scored 0.976
+  macro-F1 after 4 epochs, 0.962 after 10).
 - The result is the winner's own artifact (its kind, its strategy name); its ``selection``
   carries ``bakeoff``: every candidate's rate, epochs, metrics, wall time and whether it won,
   so the job's report shows the bake-off.
@@ -110,8 +113,24 @@ class AutoSelect(Strategy, name="auto", artifact_kind="full"):
             f"Bake-off won by {winner.name}; training it for {winner.epochs} epochs.",
             {"winner": winner.name, "epochs": winner.epochs},
         )
+        served = "bakeoff"
         if winner.epochs > bakeoff_epochs:
-            trained = _run(setup, winner, winner.epochs, "final")
+            final = _run(setup, winner, winner.epochs, "final")
+            # the longer run is served unless its selected weights score worse than the
+            # bake-off's on the same validation split (then the bake-off's model is)
+            if _score(final) >= _score(trained):
+                trained, served = final, "final"
+            events.on_event(
+                "bakeoff",
+                f"The final run of {winner.name} scored {RANK_METRIC}="
+                f"{final.metrics.get(RANK_METRIC)}; serving the {served} run.",
+                {"served": served},
+            )
         selection = dict(trained.selection or {})
-        selection["bakeoff"] = {"rank_metric": RANK_METRIC, "winner": winner.name, "runs": rows}
+        selection["bakeoff"] = {
+            "rank_metric": RANK_METRIC,
+            "winner": winner.name,
+            "served": served,
+            "runs": rows,
+        }
         return dataclasses.replace(trained, selection=selection)
