@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import playwright.sync_api as sync_api  # a test dependency (pyproject's test extra)
 import pytest
 
 from tests.integration.conftest import ROOT, ApiProcess, Stack, api_beside
@@ -33,7 +34,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip("no chromium here (`apt-get install chromium`)", allow_module_level=True)
 
 pytestmark = pytest.mark.integration
-sync_api = pytest.importorskip("playwright.sync_api")
 Page = sync_api.Page
 
 

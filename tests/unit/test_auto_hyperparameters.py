@@ -23,17 +23,32 @@ def strategy(name: str, **fields: object) -> StrategyConfig:
     return TypeAdapter(StrategyConfig).validate_python({"name": name, **fields})
 
 
-def text_data(rows: int, counts: dict[str, int] | None = None, params: int = 22_700_000):
-    counts = counts or {"a": rows // 2, "b": rows - rows // 2}
+def data(
+    rows: int,
+    counts: dict[str, int] | None = None,
+    *,
+    task: str = "text-classification",
+    modality: str = "text",
+    family: str = "encoder",
+    params: int | None = 22_700_000,
+    held_out: float = 0.0,
+    **tokens: int | None,
+):
+    """The profile of ``rows`` examples (two even classes unless ``counts`` says)."""
     return profile(
-        task="text-classification",
+        task=task,
         num_rows=rows,
-        label_counts=counts,
-        validation_held_out=0.0,
-        modality="text",
-        family="encoder",
+        label_counts=counts or {"a": rows // 2, "b": rows - rows // 2},
+        validation_held_out=held_out,
+        modality=modality,
+        family=family,
         parameters=params,
+        **tokens,
     )
+
+
+def text_data(rows: int, counts: dict[str, int] | None = None, params: int = 22_700_000):
+    return data(rows, counts, params=params)
 
 
 def chosen(
@@ -105,14 +120,13 @@ def test_dapt_takes_the_rate_of_what_it_runs_after_pretraining() -> None:
 def test_big_text_models_take_half_and_convnets_take_their_own() -> None:
     big, why = chosen("full", text_data(240, params=110_000_000))
     assert big.learning_rate == 1e-4 and "halved" in why["learning_rate"].reason
-    images = profile(
+    images = data(
+        3000,
         task="image-classification",
-        num_rows=3000,
-        label_counts={"a": 1500, "b": 1500},
-        validation_held_out=0.1,
         modality="image",
         family="convnet",
-        parameters=3_500_000,
+        params=3_500_000,
+        held_out=0.1,
     )
     assert images.train_rows == 2700
     assert chosen("full", images)[0].learning_rate == 1e-3  # measured on Fashion-MNIST
@@ -132,31 +146,13 @@ def test_imbalance_turns_on_class_weights_and_macro_f1_unless_asked_otherwise() 
     assert not {"class_weights", "early_stopping", "temperature_scaling"} & set(why)
     mild, why = chosen("full", text_data(400, {"great": 220, "other": 180}))
     assert mild.class_weights is None and "class_weights" not in why
-    multilabel = profile(
-        task="text-multilabel",
-        num_rows=400,
-        label_counts={"x": 300, "y": 10},
-        validation_held_out=0.1,
-        modality="text",
-        family="encoder",
-        parameters=None,
-    )
+    multilabel = data(400, {"x": 300, "y": 10}, task="text-multilabel", params=None, held_out=0.1)
     assert "class_weights" not in chosen("full", multilabel)[1]
 
 
 def test_max_length_covers_long_texts_up_to_the_models_limit() -> None:
     def with_tokens(p90: int | None, model_max: int | None = 512):
-        return profile(
-            task="text-classification",
-            num_rows=2000,
-            label_counts={"a": 1000, "b": 1000},
-            validation_held_out=0.1,
-            modality="text",
-            family="encoder",
-            parameters=None,
-            tokens_p90=p90,
-            model_max=model_max,
-        )
+        return data(2000, params=None, held_out=0.1, tokens_p90=p90, model_max=model_max)
 
     hp, why = chosen("full", with_tokens(300))
     assert hp.max_length == 320 and "300 tokens" in why["max_length"].reason
@@ -178,23 +174,14 @@ def test_auto_candidates_follow_the_data() -> None:
     assert auto_candidates(text_data(1500))[0] == ["linear_probe", "lora", "full"]
     names, why = auto_candidates(text_data(40_000))
     assert names == ["lora", "full"] and "large data" in why
-    images = profile(
+    images = data(
+        100,
         task="image-classification",
-        num_rows=100,
-        label_counts={"a": 50, "b": 50},
-        validation_held_out=0.1,
         modality="image",
         family="convnet",
-        parameters=None,
+        params=None,
+        held_out=0.1,
     )
     assert auto_candidates(images)[0] == ["linear_probe", "lora", "full"]
-    multilabel = profile(
-        task="text-multilabel",
-        num_rows=100,
-        label_counts={"a": 5, "b": 50},
-        validation_held_out=0.1,
-        modality="text",
-        family="encoder",
-        parameters=None,
-    )
+    multilabel = data(100, {"a": 5, "b": 50}, task="text-multilabel", params=None, held_out=0.1)
     assert "contrastive" not in auto_candidates(multilabel)[0]  # single-label only
