@@ -7,7 +7,7 @@ settings are recorded in the JSON and in docs/strategies.md.
 
     python -m bench.bench_strategies [--train-size 240] [--validation-size 200]
         [--max-length 128] [--epochs 2] [--strategies full,lora,...] [--datasets bbc,amazon]
-        [--auto]
+        [--auto] [--long-text truncate|head_tail|chunks]
 
 ``--auto`` leaves epochs, batch size, learning rate, class weights and the selection metric to
 the service's ``auto`` rules (app/jobs/auto_hyperparameters.py) instead of ``--epochs``, batch
@@ -71,6 +71,10 @@ def amazon_splits(
     )
 
 
+#: what the bench sets itself: never left to the auto rules
+ASKED = {"max_length", "long_text", "seed"}
+
+
 def run_one(
     name: str,
     base_dir: Any,
@@ -94,12 +98,18 @@ def run_one(
     if name == "dapt":
         aux["unlabeled_dataset_id"] = list(train.texts) + list(validation.texts)
     config = TypeAdapter(StrategyConfig).validate_python({"name": name, **settings})
-    hp = Hyperparameters(epochs=args.epochs, batch_size=16, max_length=args.max_length, seed=0)
+    hp = Hyperparameters(
+        epochs=args.epochs,
+        batch_size=16,
+        max_length=args.max_length,
+        long_text=args.long_text,
+        seed=0,
+    )
     choices: list[dict[str, Any]] = []
     if args.auto:
         from app.jobs.auto_hyperparameters import choose, profile
 
-        given = Hyperparameters(max_length=args.max_length, seed=0)
+        given = Hyperparameters(max_length=args.max_length, long_text=args.long_text, seed=0)
         counts = {labels[i]: list(train.labels).count(i) for i in range(len(labels))}
         data = profile(
             task="text-classification",
@@ -110,11 +120,11 @@ def run_one(
             family="encoder",
             parameters=22_713_728,
         )
-        hp, chosen = choose(given, config, data, requested={"max_length", "seed"})
+        hp, chosen = choose(given, config, data, requested=ASKED)
         if isinstance(config, AutoStrategy):  # each candidate's rate and epochs, as planned
             from app.jobs.auto_hyperparameters import plan_auto
 
-            config, planned = plan_auto(hp, config, data, requested={"max_length", "seed"})
+            config, planned = plan_auto(hp, config, data, requested=ASKED)
             chosen = [planned, *chosen]
         choices = [c.as_json() for c in chosen]
     started = time.perf_counter()
@@ -154,6 +164,9 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGY_SETTINGS))
     parser.add_argument("--datasets", default="bbc,amazon")
     parser.add_argument("--auto", action="store_true", help="the service's auto rules")
+    parser.add_argument(
+        "--long-text", default="truncate", choices=["truncate", "head_tail", "chunks"]
+    )
     parser.add_argument("--name", default=None, help="results file name (bench/results/NAME.json)")
     args = parser.parse_args()
     threads = setup_torch(0)
@@ -199,6 +212,7 @@ def main() -> None:
                 "train_size": args.train_size,
                 "validation_size": args.validation_size,
                 "max_length": args.max_length,
+                "long_text": args.long_text,
                 "epochs": "auto" if args.auto else args.epochs,
                 "batch_size": "auto" if args.auto else 16,
                 "learning_rate": "auto" if args.auto else "each strategy's default",

@@ -133,6 +133,8 @@ class Hyperparameters(_Config):
     batch_size: int | None = None
     learning_rate: float | None = None
     max_length: int | None = None
+    long_text: Literal["truncate", "head_tail", "chunks"] | None = None
+    max_chunks: int | None = None
     seed: int | None = None
     validation_fraction: float | None = None
     weight_decay: float | None = None

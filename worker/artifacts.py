@@ -123,6 +123,7 @@ def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any
 
     ``manifest`` is the caller's description (task, labels, base_model {id, path}, strategy,
     hyperparameters, metrics, ...); this adds ``format_version``, ``kind``, ``max_length``,
+    ``long_text`` and ``max_chunks``,
     ``files`` (sha256 of every other file), for heads ``head``, for adapters ``adapter``.
     ``task`` and ``labels`` come from ``trained``; ``base_model.path`` defaults to the directory
     it trained from.
@@ -143,6 +144,7 @@ def write_artifact(trained: TrainedModel, dest: Path, *, manifest: dict[str, Any
             "labels": list(trained.label_names),
             "base_model": base_model,
             "max_length": trained.max_length,
+            **trained.long_text.manifest(),
             **extra,
             "files": _file_hashes(tmp),
         }

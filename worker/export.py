@@ -54,6 +54,7 @@ from app.models.export_service import exports_relpath
 from app.models.orm import Model
 from app.storage import Storage, private_dir
 from worker.artifacts import write_artifact
+from worker.core.long_text import LongText
 from worker.core.models import load_classifier, load_processor
 from worker.serving.predictor import (
     ArtifactError,
@@ -68,7 +69,10 @@ from worker.training.recipe import TrainedModel
 log = logging.getLogger(__name__)
 
 #: manifest entries write_artifact recomputes or that describe only the adapter or head
-_NOT_CARRIED = {"format_version", "kind", "files", "adapter", "backbone", "head", "max_length"}
+_NOT_CARRIED = {
+    *("format_version", "kind", "files", "adapter", "backbone", "head"),
+    *("max_length", "long_text", "max_chunks"),
+}
 #: how far the full model's logits may be from the probe's
 _TOLERANCE = 1e-4
 CPU = torch.device("cpu")
@@ -87,6 +91,7 @@ def _trained(manifest: dict[str, Any], model_dir: Path, model: nn.Module) -> Tra
         strategy=str(manifest.get("strategy", manifest["kind"])),
         max_length=int(manifest["max_length"]),
         metrics=dict(manifest.get("metrics") or {}),
+        long_text=LongText.from_manifest(manifest),
     )
 
 
@@ -164,6 +169,7 @@ def export_head_as_full(
         labels=trained.label_names,
         max_length=probe.max_length,
         device=CPU,
+        long_text=probe.long_text,
     )
     inputs = _check_inputs(trained.task)
     expected, actual = probe.logits(inputs), full.logits(inputs)

@@ -97,6 +97,7 @@ def served_logits(
             batch_size=batch_size,
             device=device,
             cache=feature_cache,
+            long_text=trained.long_text,
         )
 
         def from_features(examples: Examples) -> np.ndarray:

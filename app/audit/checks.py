@@ -220,9 +220,17 @@ def check_long_texts(ctx: Context) -> list[AuditFinding]:
     p90 = counts[math.ceil(0.9 * len(counts)) - 1]
     what = "text pairs" if ctx.dataset.task == PAIR_TASK else "texts"
     how = "" if ctx.scan.counting == "tokenizer" else " (estimated from word counts)"
+    hp = ctx.body.hyperparameters
+    read = {
+        "truncate": "The rest of each is cut off.",
+        "head_tail": "Each is read as its first and last tokens (long_text head_tail); the "
+        "middle is left out.",
+        "chunks": f"Each is read in up to {hp.max_chunks} windows of {limit} tokens "
+        "(long_text chunks); what lies beyond is cut off.",
+    }[hp.long_text if ctx.dataset.task != PAIR_TASK else "truncate"]
     message = (
         f"{share:.0%} of {len(counts)} sampled training {what} are longer than the {limit}-token "
-        f"limit{how}; the 90th percentile is {p90} tokens. The rest of each is cut off."
+        f"limit{how}; the 90th percentile is {p90} tokens. {read}"
     )
     if model_max is None or max_length < model_max:
         bigger = min(model_max or 8192, max(64, math.ceil(p90 / 64) * 64))
@@ -235,6 +243,10 @@ def check_long_texts(ctx: Context) -> list[AuditFinding]:
         fix = (
             f"The model takes at most {model_max} tokens, so the tail of long {what} will be "
             "truncated: put what matters first, or split long texts."
+            if ctx.dataset.task == PAIR_TASK
+            else f"The model takes at most {model_max} tokens: to read more of each text, "
+            '"hyperparameters": {"long_text": "chunks"} averages the model over up to '
+            "`max_chunks` windows (costs as many times the compute)."
         )
     data: dict[str, Any] = {"limit": limit, "max_length": max_length, "model_max_length": model_max}
     data |= {"sampled": len(counts), "over_limit": over, "share": round(share, 4), "p90": p90}

@@ -17,6 +17,10 @@ SINGLE_LABEL_METRICS = frozenset({"val_accuracy"})
 MULTILABEL_METRICS = frozenset({"val_subset_accuracy"})
 
 
+#: fields whose value "auto" means the same as leaving them out (the auto rules choose them)
+AUTO_STRINGS = frozenset({"epochs", "batch_size", "learning_rate", "max_length", "long_text"})
+
+
 def metric_mode(metric: str) -> Literal["min", "max"]:
     """Whether lower (losses) or higher (everything else) is better."""
     return "min" if metric.endswith("loss") else "max"
@@ -87,8 +91,25 @@ class Hyperparameters(BaseModel):
         256,
         ge=8,
         le=8192,
-        description="Tokens per example; longer inputs are truncated (also capped by the "
-        "model's own maximum).",
+        description="Tokens per example window (capped by the model's own maximum); longer "
+        'texts are read as `long_text` says. Left out (or "auto"): 256, raised to cover 90% of '
+        "the training texts (up to the model's limit) when the audit finds them longer.",
+    )
+    long_text: Literal["truncate", "head_tail", "chunks"] = Field(
+        "truncate",
+        description="Texts longer than `max_length` tokens, in training and serving alike: "
+        "'truncate' keeps the first tokens; 'head_tail' the first quarter and the last three "
+        "quarters of the window; 'chunks' reads up to `max_chunks` consecutive windows and "
+        "averages the model's outputs over them (costs up to `max_chunks` times as much). "
+        "Single texts only (pairs are truncated). Left out (or \"auto\"): 'head_tail' when the "
+        "audit finds 10% or more of the training texts beyond the model's limit, else "
+        "'truncate'.",
+    )
+    max_chunks: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="long_text 'chunks': the most windows read per text (the rest is cut).",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds the split, init and data order.")
     validation_fraction: float = Field(
@@ -152,11 +173,7 @@ class Hyperparameters(BaseModel):
         """``"auto"`` for a field :mod:`app.jobs.auto_hyperparameters` chooses is the same as
         leaving it out (``class_weights: "auto"`` is a value of its own: balanced weights)."""
         if isinstance(data, dict):
-            return {
-                k: v
-                for k, v in data.items()
-                if not (v == "auto" and k in ("epochs", "batch_size", "learning_rate"))
-            }
+            return {k: v for k, v in data.items() if not (v == "auto" and k in AUTO_STRINGS)}
         return data
 
     @field_validator("class_weights")

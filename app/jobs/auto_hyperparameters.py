@@ -17,6 +17,10 @@ The rules, in short:
   frozen features 100 (at least 3 epochs, at most 20: early stopping ends them sooner when
   validation stops improving), and 2 epochs once the data alone give 1,250 steps or more.
 - **batch size** 8 under 200 training examples (more steps), 32 from 20,000, else 16.
+- **long texts**: ``max_length`` raised to cover 90% of the sampled training texts (a
+  multiple of 64, up to the model's limit); when 10% or more are still longer, ``long_text``
+  ``head_tail`` (first quarter and last three quarters of the window, Sun et al. 2019), which
+  costs what truncation does.
 - **imbalance**: when the largest class has 1.5 times the examples of the smallest, class
   weights ``auto``, selection by macro-F1 and a temperature fitted on validation (single-label
   tasks): Fine Foods reviews (about 2:1) made six of eight strategies majority-class
@@ -41,7 +45,7 @@ from app.contract.strategies import (
     AutoStrategy,
     StrategyConfig,
 )
-from app.contract.tasks import MULTILABEL_TASKS
+from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK
 
 #: the fields ``auto`` may choose
 AUTO_FIELDS = (
@@ -49,6 +53,7 @@ AUTO_FIELDS = (
     "batch_size",
     "learning_rate",
     "max_length",
+    "long_text",
     "class_weights",
     "early_stopping",
     "temperature_scaling",
@@ -144,6 +149,11 @@ def choose(
         length = _max_length(hp, data)
         if length is not None:
             choices.append(length)
+    if "long_text" not in requested:
+        window = next((c.value for c in choices if c.field == "max_length"), hp.max_length)
+        long_text = _long_text(window, data)
+        if long_text is not None:
+            choices.append(long_text)
     choices += _imbalance(hp, data, requested)
     update = {c.field: c.value for c in choices}
     if "early_stopping" in update:
@@ -308,6 +318,25 @@ def _max_length(hp: Hyperparameters, data: DataProfile) -> Choice | None:
         length,
         f"90% of the sampled training texts are {data.tokens_p90} tokens or shorter; "
         f"{hp.max_length} would cut the rest: {length}{cap}",
+    )
+
+
+def _long_text(max_length: int, data: DataProfile) -> Choice | None:
+    """``head_tail`` when 10% or more of the texts do not fit the window the job reads: at the
+    cost of truncation it keeps each text's end as well as its beginning."""
+    window = min(max_length, data.model_max) if data.model_max else max_length
+    if (
+        data.modality != "text"
+        or data.task == PAIR_TASK
+        or data.tokens_p90 is None
+        or data.tokens_p90 <= window
+    ):
+        return None
+    return Choice(
+        "long_text",
+        "head_tail",
+        f"10% or more of the sampled training texts are longer than the {window} tokens a "
+        "window holds: read each as its first quarter and last three quarters of tokens",
     )
 
 

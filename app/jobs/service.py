@@ -15,7 +15,7 @@ from app.base_models.registry import BaseModelInfo, get_base_model
 from app.config import Settings
 from app.contract.hyperparameters import MULTILABEL_METRICS, SINGLE_LABEL_METRICS
 from app.contract.strategies import STRATEGY_CONFIGS, AutoStrategy
-from app.contract.tasks import MULTILABEL_TASKS
+from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS, PAIR_TASK
 from app.datasets.orm import Dataset
 from app.db import utcnow
 from app.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -128,6 +128,7 @@ def validate_submission(
         dataset.task,
         field="hyperparameters.early_stopping.metric",
     )
+    check_long_text(body.hyperparameters.long_text, dataset.task)
     return Submission(dataset=dataset, base=base)
 
 
@@ -159,6 +160,16 @@ def check_selection_metric(metric: str, task: str, *, field: str) -> None:
     ):
         raise InvalidInput(
             f"Metric {metric!r} does not exist for a {task!r} task.", details={"field": field}
+        )
+
+
+def check_long_text(long_text: str, task: str) -> None:
+    """A 422 when ``long_text`` asks for more than truncation where there is no single text
+    to cut (text pairs, images)."""
+    if long_text != "truncate" and (task == PAIR_TASK or task in IMAGE_TASKS):
+        raise InvalidInput(
+            f"long_text {long_text!r} reads single texts; a {task!r} task can only truncate.",
+            details={"field": "hyperparameters.long_text"},
         )
 
 

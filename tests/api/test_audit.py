@@ -245,6 +245,10 @@ def test_text_pairs_leak_only_as_pairs(
     found = refused(submit(client, auth, train, validation_dataset_id=val), broker, jobs=1)
     [leak] = [f for f in found if f["code"] == "leakage"]
     assert leak["data"]["rows"] == 6 and "question 0 || answer 0" in leak["data"]["examples"]
+    # a pair has no single head or tail: only truncation
+    r = submit(client, auth, train, hyperparameters={"long_text": "head_tail"})
+    err = assert_error(r, 422, "invalid_input")
+    assert err["details"]["field"] == "hyperparameters.long_text" and "pair" in err["message"]
 
 
 def test_few_examples(client: TestClient, auth: dict[str, str]) -> None:
@@ -314,12 +318,22 @@ def test_long_texts_counted_with_the_model_tokenizer(
     assert "100% of 20 sampled training texts" in finding["message"]
     assert '"max_length": 320' in finding["suggestion"]
 
+    assert r.json()["hyperparameters"]["long_text"] == "head_tail"  # auto: both ends
+    assert "first and last tokens" in finding["message"]
+
     too_long = dataset_id(client, auth, long(600))
-    r = submit(client, auth, too_long, hyperparameters={"max_length": 1024})
+    r = submit(client, auth, too_long, hyperparameters={"max_length": 1024, "long_text": "auto"})
     [finding] = findings(r.json(), "long_texts")
     assert finding["data"]["limit"] == 512  # capped by the model
     assert "at most 512 tokens" in finding["suggestion"]
+    assert '"long_text": "chunks"' in finding["suggestion"]
     assert "max_length" not in finding["suggestion"]
+    [why] = [c for c in r.json()["auto"] if c["field"] == "long_text"]
+    assert why["value"] == "head_tail" and "512 tokens a window holds" in why["reason"]
+    r = submit(client, auth, too_long, hyperparameters={"long_text": "chunks", "max_chunks": 2})
+    [finding] = findings(r.json(), "long_texts")
+    assert "up to 2 windows of 512 tokens" in finding["message"]
+    assert r.json()["auto"][-1]["field"] == "max_length"  # long_text was asked for
 
     # within the limit: quiet
     r = submit(client, auth, dataset_id(client, auth, long(100)))

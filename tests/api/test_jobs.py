@@ -147,6 +147,8 @@ def test_bad_strategy(
         ({"learning_rate": -1}, "learning_rate"),
         ({"learning_rate": 0}, "learning_rate"),
         ({"max_length": 1}, "max_length"),
+        ({"long_text": "middle"}, "long_text"),
+        ({"max_chunks": 17}, "max_chunks"),
         ({"seed": -1}, "seed"),
         ({"epochs": "many"}, "epochs"),
         ({"warmup": 0.1}, "warmup"),

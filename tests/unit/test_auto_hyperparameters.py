@@ -164,6 +164,25 @@ def test_max_length_covers_long_texts_up_to_the_models_limit() -> None:
     assert asked.max_length == 128 and "max_length" not in why
 
 
+def test_texts_beyond_the_window_are_read_by_their_head_and_tail() -> None:
+    def with_tokens(p90: int | None, task: str = "text-classification", modality: str = "text"):
+        return data(2000, task=task, modality=modality, tokens_p90=p90, model_max=512)
+
+    bbc, why = chosen("full", with_tokens(755))  # past the model's 512 even when raised
+    assert (bbc.max_length, bbc.long_text) == (512, "head_tail")
+    assert "512 tokens" in why["long_text"].reason
+    covered, why = chosen("full", with_tokens(300))  # max_length 320 covers them
+    assert covered.long_text == "truncate" and "long_text" not in why
+    short_window, why = chosen("lora", with_tokens(300), {"max_length": 128})
+    assert short_window.long_text == "head_tail"  # a window asked short: still both ends
+    asked, why = chosen("full", with_tokens(755), {"long_text": "chunks"})
+    assert asked.long_text == "chunks" and "long_text" not in why
+    assert chosen("full", with_tokens(755), {"long_text": "auto"})[0].long_text == "head_tail"
+    pairs = with_tokens(755, task="text-pair-classification")
+    assert chosen("full", pairs)[0].long_text == "truncate"  # a pair has no single tail
+    assert chosen("full", with_tokens(None))[0].long_text == "truncate"  # no scan
+
+
 def test_auto_candidates_follow_the_data() -> None:
     from app.jobs.auto_hyperparameters import auto_candidates
 

@@ -96,9 +96,9 @@ class Harness:
             deadline=self.wall() + timeout_s,
             reply_to="tuneserve:infer:reply:test",
         )
-        rows = member.encode(inputs)
-        self.registry.hold(member, len(rows))
-        self.scheduler.submit(Pending(request, member, rows))
+        encoded = member.encode_rows(inputs)
+        self.registry.hold(member, len(encoded.rows))
+        self.scheduler.submit(Pending(request, member, encoded.rows, encoded.counts))
         return request
 
     def drain(self) -> None:

@@ -1,13 +1,14 @@
 """Examples in, padded tensor batches out.
 
-Each split is tokenized once (truncated, unpadded); a batch is padded to its longest member
+Each split is tokenized once (unpadded; texts beyond ``max_length`` read as the job's
+``long_text`` says, :mod:`worker.core.long_text`); a batch is padded to its longest member
 (dynamic padding). The order of the training split comes from a seeded ``torch.Generator``.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from app.contract.tasks import MULTILABEL_TASKS, PAIR_TASK
+from worker.core.long_text import TRUNCATE, WINDOWS, LongText, Windows, encode_windows
 
 #: a batch: model inputs (``input_ids``, ``attention_mask``, ...) and the label tensor
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -77,28 +79,76 @@ def label_tensor(examples: Examples, *, multilabel: bool, num_labels: int) -> to
     return targets
 
 
-class TokenizedExamples(Dataset[tuple[dict[str, list[int]], torch.Tensor]]):
-    """A split tokenized once, truncated but not padded."""
+#: one example's tokens: a window's features, or (``chunks``) the list of its windows' features
+ExampleTokens = dict[str, list[int]] | list[dict[str, list[int]]]
 
-    def __init__(self, encodings: dict[str, Sequence[list[int]]], labels: torch.Tensor) -> None:
+
+class TokenizedExamples(Dataset[tuple[ExampleTokens, torch.Tensor]]):
+    """A split tokenized once, truncated but not padded: one window per example, or with
+    ``counts`` (``long_text: chunks``) ``counts[i]`` consecutive windows for example ``i``."""
+
+    def __init__(
+        self,
+        encodings: Mapping[str, Sequence[list[int]]],
+        labels: torch.Tensor,
+        counts: Sequence[int] | None = None,
+    ) -> None:
         self.encodings = encodings
         self.labels = labels
+        #: where each example's windows start (None: window i is example i)
+        self.starts: list[int] | None = None
+        if counts is not None and any(count != 1 for count in counts):
+            self.starts = [0, *itertools.accumulate(counts)]
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[dict[str, list[int]], torch.Tensor]:
-        return {key: values[index] for key, values in self.encodings.items()}, self.labels[index]
+    def _window(self, index: int) -> dict[str, list[int]]:
+        return {key: values[index] for key, values in self.encodings.items()}
+
+    def __getitem__(self, index: int) -> tuple[ExampleTokens, torch.Tensor]:
+        if self.starts is None:
+            return self._window(index), self.labels[index]
+        windows = range(self.starts[index], self.starts[index + 1])
+        return [self._window(window) for window in windows], self.labels[index]
 
 
 def tokenize_examples(
-    examples: Examples, tokenizer: Any, *, max_length: int, multilabel: bool, num_labels: int
+    examples: Examples,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    multilabel: bool,
+    num_labels: int,
+    long_text: LongText = TRUNCATE,
 ) -> TokenizedExamples:
-    encodings = tokenizer(
-        examples.texts, examples.text_pairs, truncation=True, max_length=max_length
+    windows = encode_windows(
+        tokenizer,
+        examples.texts,
+        examples.text_pairs,
+        max_length=max_length,
+        long_text=long_text,
     )
     labels = label_tensor(examples, multilabel=multilabel, num_labels=num_labels)
-    return TokenizedExamples(dict(encodings), labels)
+    return TokenizedExamples(windows.encodings, labels, windows.counts)
+
+
+def pad_examples(tokenizer: Any, features: list[ExampleTokens]) -> dict[str, torch.Tensor]:
+    """Model inputs of examples, padded to the longest window; examples read in several
+    windows are flattened, with each one's number of windows under ``WINDOWS``."""
+    if not any(isinstance(item, list) for item in features):
+        return dict(tokenizer.pad(features, padding="longest", return_tensors="pt"))
+    nested = [item if isinstance(item, list) else [item] for item in features]
+    flat = [window for windows in nested for window in windows]
+    padded = dict(tokenizer.pad(flat, padding="longest", return_tensors="pt"))
+    padded[WINDOWS] = torch.tensor([len(windows) for windows in nested], dtype=torch.long)
+    return padded
+
+
+def windows_batch(tokenizer: Any, windows: Windows) -> dict[str, torch.Tensor]:
+    """The padded model inputs of encoded texts (:func:`pad_examples`)."""
+    per_text = windows.per_text()
+    return pad_examples(tokenizer, [items[0] if len(items) == 1 else items for items in per_text])
 
 
 def make_loader(
@@ -110,10 +160,9 @@ def make_loader(
 ) -> DataLoader[Any]:
     """Batches padded to their longest member; shuffled by ``generator`` when one is given."""
 
-    def collate(items: list[tuple[dict[str, list[int]], torch.Tensor]]) -> Batch:
-        features = [features for features, _ in items]
-        padded = tokenizer.pad(features, padding="longest", return_tensors="pt")
-        return dict(padded), torch.stack([label for _, label in items])
+    def collate(items: list[tuple[ExampleTokens, torch.Tensor]]) -> Batch:
+        padded = pad_examples(tokenizer, [features for features, _ in items])
+        return padded, torch.stack([label for _, label in items])
 
     return DataLoader(
         dataset,

@@ -21,6 +21,7 @@ from torch import nn
 from worker.core.data import Examples, TokenizedExamples, make_loader, move_batch
 from worker.core.device import autocast
 from worker.core.images import decode, pixel_inputs
+from worker.core.long_text import TRUNCATE, LongText, encode_windows, pooled_states
 from worker.core.models import load_encoder
 from worker.core.pooling import PoolingMode, pool
 from worker.features.identity import (
@@ -59,11 +60,9 @@ def extract_features(
     chunks: list[torch.Tensor] = []
     done = 0
     with torch.inference_mode(), autocast(device):
-        for inputs, _ in make_loader(data, tokenizer, batch_size=batch_size):
-            inputs = move_batch(inputs, device)
-            outputs = backbone(**inputs)
-            chunks.append(pool(outputs, inputs["attention_mask"], pooling).float())
-            done += int(inputs["attention_mask"].shape[0])
+        for inputs, labels in make_loader(data, tokenizer, batch_size=batch_size):
+            chunks.append(pooled_states(backbone, move_batch(inputs, device), pooling).float())
+            done += len(labels)
             if progress is not None:
                 progress(done)
     # concatenated outside inference mode: a normal tensor autograd may save for backward
@@ -114,6 +113,7 @@ class Featurizer:
         batch_size: int,
         device: torch.device,
         cache: FeatureCache | None,
+        long_text: LongText = TRUNCATE,
     ) -> None:
         self._load_encoder = load_encoder
         self._encoder_identity = encoder_identity
@@ -121,6 +121,7 @@ class Featurizer:
         self._space: FeatureSpace | None = None
         self.tokenizer_dir = Path(tokenizer_dir)
         self.tokenizer, self.pooling, self.max_length = tokenizer, pooling, max_length
+        self.long_text = long_text
         self.batch_size, self.device, self.cache = batch_size, device, cache
         #: examples served from the cache / computed by the encoder, over every call
         self.hits = 0
@@ -177,6 +178,7 @@ class Featurizer:
                 tokenizer=tokenizer,
                 pooling=self.pooling,
                 max_length=self.max_length,
+                long_text=self.long_text,
                 device=self.device.type,
                 dtype=autocast_dtype(self.device),
             )
@@ -195,13 +197,14 @@ class Featurizer:
             )
         texts = [examples.texts[row] for row in rows]
         pairs = examples.text_pairs
-        encodings = self.tokenizer(
+        windows = encode_windows(
+            self.tokenizer,
             texts,
             [pairs[row] for row in rows] if pairs is not None else None,
-            truncation=True,
             max_length=self.max_length,
+            long_text=self.long_text,
         )
-        data = TokenizedExamples(dict(encodings), torch.zeros(len(rows)))
+        data = TokenizedExamples(windows.encodings, torch.zeros(len(rows)), windows.counts)
         return extract_features(
             self.encoder(),
             data,

@@ -22,6 +22,7 @@ import transformers
 from torch import nn
 
 from worker.core.device import autocast
+from worker.core.long_text import LongText
 
 KEY_BYTES = 32
 FORMAT_VERSION = 1
@@ -139,6 +140,7 @@ class FeatureSpace:
     tokenizer: str
     pooling: str
     max_length: int
+    long_text: LongText
     device: str
     dtype: str
 
@@ -150,6 +152,8 @@ class FeatureSpace:
             "tokenizer": self.tokenizer,
             "pooling": self.pooling,
             "max_length": self.max_length,
+            # only when not truncating: the namespaces of earlier truncated features stay valid
+            **self.long_text.identity(),
             "device": self.device,
             "autocast_dtype": self.dtype,
             "torch": torch.__version__,

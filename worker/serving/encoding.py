@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-#: characters per kept token read before tokenizing (English averages about 4.5 for BERT)
-CHARS_PER_TOKEN = 12
+from worker.core.long_text import CHARS_PER_TOKEN, LongText, encode_windows
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,26 @@ def encode_inputs(
     return [item for item in encoded if item is not None]
 
 
+def encode_long_texts(
+    tokenizer: Any, inputs: Sequence[Any], *, max_length: int, long_text: LongText
+) -> EncodedRows:
+    """Texts read as ``long_text`` says (:func:`worker.core.long_text.encode_windows`, the
+    function training read them with): one row per window."""
+    windows = encode_windows(
+        tokenizer,
+        [str(item) for item in inputs],
+        max_length=max_length,
+        long_text=long_text,
+        return_attention_mask=False,
+    )
+    types = windows.encodings.get("token_type_ids")
+    rows: list[InputRow] = [
+        Encoded(list(ids), list(types[i]) if types is not None else None)
+        for i, ids in enumerate(windows.encodings["input_ids"])
+    ]
+    return EncodedRows(rows, windows.counts)
+
+
 @dataclass(frozen=True, eq=False)
 class ImageRow:
     """One image as the processor made it (``[channels, height, width]``). Its length, what the
@@ -99,6 +118,29 @@ class ImageRow:
 
 
 InputRow = Encoded | ImageRow
+
+
+@dataclass
+class EncodedRows:
+    """The rows of several inputs: one each, or (``long_text: chunks``) ``counts[i]``
+    consecutive rows for input ``i``, whose logits are averaged into its answer."""
+
+    rows: Sequence[InputRow]
+    counts: list[int] | None = None
+
+    def split(self, sizes: Sequence[int]) -> list[EncodedRows]:
+        """Consecutive groups of ``sizes[j]`` inputs each (one group per request)."""
+        out: list[EncodedRows] = []
+        row = position = 0
+        for size in sizes:
+            if self.counts is None:
+                out.append(EncodedRows(self.rows[row : row + size]))
+                row += size
+                continue
+            counts = self.counts[position : position + size]
+            out.append(EncodedRows(self.rows[row : row + sum(counts)], counts))
+            row, position = row + sum(counts), position + size
+        return out
 
 
 def batch_rows(

@@ -18,6 +18,7 @@ import torch
 
 from app.contract.tasks import MULTILABEL_TASKS
 from app.inference.protocol import InferReply
+from worker.core.long_text import pool_windows
 from worker.serving import metrics
 from worker.serving.outputs import predictions_from_logits
 from worker.serving.scheduler import Batch, Pending, Scheduler
@@ -125,6 +126,8 @@ class Engine:
     def _answer(self, pending: Pending) -> None:
         member = pending.member
         stacked = torch.stack([t for t in pending.logits if t is not None])
+        if pending.counts is not None:  # several windows of one text: their mean
+            stacked = pool_windows(stacked, torch.tensor(pending.counts))
         predictions = predictions_from_logits(
             stacked,
             labels=member.labels,

@@ -23,10 +23,11 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from app.contract.tasks import IMAGE_TASKS
 from worker.core.data import PAIR_TASK
+from worker.core.long_text import TRUNCATE, LongText
 from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
 from worker.serving.backbone import Backbone
-from worker.serving.encoding import InputRow, encode_inputs
+from worker.serving.encoding import EncodedRows, InputRow, encode_inputs, encode_long_texts
 from worker.serving.image_encoding import encode_images
 
 
@@ -41,6 +42,8 @@ class Member:
     calibration: Calibration
     dtype: torch.dtype
     nbytes: int = 0
+    #: how texts beyond ``max_length`` are read (as in training)
+    long_text: LongText = TRUNCATE
     #: image models: the most pixels of one image, and the longer side it is shrunk to first
     max_pixels: int = 40_000_000
     max_side: int = 256
@@ -56,6 +59,15 @@ class Member:
             )
         return encode_inputs(
             self.tokenizer, inputs, pair=self.task == PAIR_TASK, max_length=self.max_length
+        )
+
+    def encode_rows(self, inputs: Sequence[Any]) -> EncodedRows:
+        """The rows of ``inputs``: :meth:`encode`, or one row per window of each text when
+        the model reads long texts by ``head_tail`` or ``chunks``."""
+        if self.task in IMAGE_TASKS or self.task == PAIR_TASK or self.long_text == TRUNCATE:
+            return EncodedRows(self.encode(inputs))
+        return encode_long_texts(
+            self.tokenizer, inputs, max_length=self.max_length, long_text=self.long_text
         )
 
     def logits(self, outputs: Any, rows: list[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -25,9 +25,10 @@ from worker.artifacts import (
     MANIFEST_NAME,
     sha256_file,
 )
-from worker.core.data import effective_max_length, move_batch
+from worker.core.data import effective_max_length, move_batch, windows_batch
 from worker.core.device import autocast, autocast_as, select_device
 from worker.core.images import decode, pixel_inputs
+from worker.core.long_text import TRUNCATE, LongText, encode_windows, pool_windows, split_windows
 from worker.core.models import load_classifier, load_encoder, load_processor
 from worker.core.pooling import PoolingMode, pool
 from worker.evaluation.calibration import Calibration
@@ -72,6 +73,7 @@ class Predictor:
         device: torch.device,
         batch_size: int = 32,
         calibration: Calibration | None = None,
+        long_text: LongText = TRUNCATE,
     ) -> None:
         self.model = model.eval()
         #: temperature (scores) and per-label thresholds (multi-label decisions) fitted on the
@@ -81,6 +83,8 @@ class Predictor:
         self.task = task
         self.labels = labels
         self.max_length = max_length
+        #: how texts beyond ``max_length`` are read: as in training
+        self.long_text = long_text
         self.device = device
         self.batch_size = batch_size
         tensors = [*model.parameters(), *model.buffers()]
@@ -101,15 +105,10 @@ class Predictor:
             if not all(isinstance(item, str) for item in batch):
                 raise ValueError(f"task {self.task} takes plain text inputs")
             firsts, seconds = list(batch), None
-        encoded = self.tokenizer(
-            firsts,
-            seconds,
-            truncation=True,
-            max_length=self.max_length,
-            padding="longest",
-            return_tensors="pt",
+        windows = encode_windows(
+            self.tokenizer, firsts, seconds, max_length=self.max_length, long_text=self.long_text
         )
-        return move_batch(dict(encoded), self.device)
+        return move_batch(windows_batch(self.tokenizer, windows), self.device)
 
     def logits(self, inputs: PredictInputs, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Raw logits, shape (len(inputs), labels), float32 on the CPU; computed under
@@ -118,8 +117,13 @@ class Predictor:
         precision = autocast(self.device) if dtype is None else autocast_as(self.device, dtype)
         with torch.inference_mode(), precision:
             for start in range(0, len(inputs), self.batch_size):
-                outputs = self.model(**self._encode(inputs[start : start + self.batch_size]))
+                batch, windows = split_windows(
+                    self._encode(inputs[start : start + self.batch_size])
+                )
+                outputs = self.model(**batch)
                 logits = outputs if isinstance(outputs, torch.Tensor) else outputs.logits
+                if windows is not None:
+                    logits = pool_windows(logits, windows)
                 chunks.append(logits.float().cpu())
         if not chunks:
             return torch.empty(0, len(self.labels))
@@ -242,7 +246,15 @@ def load_predictor(
         ),
         device=device,
         calibration=_calibration(manifest, model_dir),
+        long_text=_long_text(manifest, model_dir),
     )
+
+
+def _long_text(manifest: dict[str, Any], model_dir: Path) -> LongText:
+    try:
+        return LongText.from_manifest(manifest)
+    except (TypeError, ValueError) as error:
+        raise ArtifactError(f"{model_dir}: bad long_text in the manifest: {error}") from error
 
 
 def _calibration(manifest: dict[str, Any], model_dir: Path) -> Calibration:
@@ -273,4 +285,5 @@ def predictor_from_trained(trained: TrainedModel, *, device: torch.device) -> Pr
         labels=list(trained.label_names),
         max_length=trained.max_length,
         device=device,
+        long_text=trained.long_text,
     )

@@ -42,6 +42,7 @@ from transformers import (
 from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS
 from worker.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from worker.core.data import effective_max_length
+from worker.core.long_text import LongText
 from worker.core.models import load_encoder, load_processor, pad_token_of
 from worker.evaluation.calibration import Calibration
 from worker.features.identity import is_tokenizer_file
@@ -218,6 +219,10 @@ class ModelRegistry:
             calibration = Calibration.from_json(manifest.get("calibration"))
         except ValueError as error:
             raise ArtifactError(f"bad calibration in the manifest: {error}") from error
+        try:
+            long_text = LongText.from_manifest(manifest)
+        except (TypeError, ValueError) as error:
+            raise ArtifactError(f"bad long_text in the manifest: {error}") from error
         images = manifest["task"] in IMAGE_TASKS
         return {
             "model_id": model_id,
@@ -231,6 +236,7 @@ class ModelRegistry:
                 else effective_max_length(tokenizer, int(manifest["max_length"]), config)
             ),
             "calibration": calibration,
+            "long_text": long_text,
             "dtype": member_dtype(self.desired_dtype, manifest, min_agreement=self.min_agreement),
             **self.image_limits,
         }

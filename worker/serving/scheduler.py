@@ -52,6 +52,8 @@ class Pending:
     request: InferRequest
     member: Member
     rows: Sequence[InputRow]
+    #: rows per input when some input has several (long_text chunks); None: one each
+    counts: list[int] | None = None
     received: float = field(default_factory=time.monotonic)
     finished: bool = False
     logits: list[torch.Tensor | None] = field(init=False)

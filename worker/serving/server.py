@@ -21,7 +21,6 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,7 +31,7 @@ from app.inference.protocol import REPLY_PREFIX, InferReply, InferRequest
 from app.storage import Storage
 from worker.core.device import select_device
 from worker.serving import metrics
-from worker.serving.encoding import InputRow
+from worker.serving.encoding import EncodedRows
 from worker.serving.engine import Engine, Outcomes
 from worker.serving.fair_pool import FairPool
 from worker.serving.limits import Admission, batch_token_budget, forward_threads
@@ -166,7 +165,7 @@ class InferenceServer:
         for (model_id, storage_path), group in by_model.items():
             try:
                 member = self.registry.get(model_id, storage_path)
-                encoded = member.encode([item for request in group for item in request.inputs])
+                encoded = member.encode_rows([item for request in group for item in request.inputs])
             except ArtifactError as exc:
                 log.error("model %s cannot be served: %s", model_id, exc)
                 for request in group:
@@ -187,13 +186,12 @@ class InferenceServer:
                     message = f"{type(exc).__name__}: {exc}"
                     self._refuse(request, 500, "prediction_failed", message)
                 continue
-            start = 0
-            for request in group:
-                rows = encoded[start : start + len(request.inputs)]
-                start += len(request.inputs)
-                self._schedule(request, member, rows)
+            parts = encoded.split([len(request.inputs) for request in group])
+            for request, part in zip(group, parts, strict=True):
+                self._schedule(request, member, part)
 
-    def _schedule(self, request: InferRequest, member: Member, rows: Sequence[InputRow]) -> None:
+    def _schedule(self, request: InferRequest, member: Member, encoded: EncodedRows) -> None:
+        rows = encoded.rows
         tokens = sum(len(row) for row in rows)
         cap = self.settings.predict_max_tokens
         if tokens > cap:
@@ -207,7 +205,7 @@ class InferenceServer:
             )
             return
         self.registry.hold(member, len(rows))
-        self.scheduler.submit(Pending(request, member, rows))
+        self.scheduler.submit(Pending(request, member, rows, encoded.counts))
 
     def _refuse(
         self, request: InferRequest, status: int, code: str, message: str, details: Any = None

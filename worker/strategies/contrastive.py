@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from app.contract.strategies import ContrastiveStrategy
 from worker.core.data import TokenizedExamples, move_batch, tokenize_examples
 from worker.core.device import make_generator
+from worker.core.long_text import LongText
 from worker.core.models import load_encoder
 from worker.core.pooling import PoolingMode, pool, resolve_pooling
 from worker.features import Featurizer
@@ -134,8 +135,16 @@ class Contrastive(Strategy, name="contrastive", artifact_kind="head"):
         pooling = resolve_pooling(setup.base_model_dir, "auto")
         encoder = load_encoder(setup.base_model_dir).to(device)
         max_length = max_length_for(setup, encoder.config)
+        long_text = LongText.of(setup.hp)
+        # the pair phase compares one window per text: with chunks, its head and tail
+        pair_reading = LongText("head_tail") if long_text.mode == "chunks" else long_text
         train_data = tokenize_examples(
-            setup.train, tokenizer, max_length=max_length, multilabel=False, num_labels=0
+            setup.train,
+            tokenizer,
+            max_length=max_length,
+            multilabel=False,
+            num_labels=0,
+            long_text=pair_reading,
         )
         started = time.perf_counter()
         pairs = sample_pairs(train_data.labels.tolist(), config.num_pairs, hp.seed)
@@ -170,6 +179,7 @@ class Contrastive(Strategy, name="contrastive", artifact_kind="head"):
             batch_size=hp.batch_size,
             device=device,
             cache=setup.feature_cache,
+            long_text=long_text,
         )
         return train_head(
             setup,

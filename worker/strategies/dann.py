@@ -36,8 +36,9 @@ from torch.nn import functional as F
 
 from app.contract.strategies import DannStrategy
 from worker.core.data import Examples, cycle_passes, move_batch
+from worker.core.long_text import pooled_states
 from worker.core.models import load_encoder
-from worker.core.pooling import PoolingMode, pool, resolve_pooling
+from worker.core.pooling import PoolingMode, resolve_pooling
 from worker.strategies.toolkit import (
     adamw,
     max_length_for,
@@ -65,7 +66,7 @@ class DannModel(nn.Module):
         self.domain = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return pool(self.encoder(**inputs), inputs["attention_mask"], self.pooling)
+        return pooled_states(self.encoder, inputs, self.pooling)
 
     def domain_logits(self, features: torch.Tensor, lambda_: float) -> torch.Tensor:
         logits: torch.Tensor = self.domain(reverse_gradient(features, lambda_)).squeeze(-1)

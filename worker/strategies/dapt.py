@@ -42,6 +42,7 @@ from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 from app.contract.strategies import STRATEGY_CONFIGS, DaptStrategy
 from worker.core.data import Cycled, move_batch
 from worker.core.device import make_generator, seed_everything
+from worker.core.long_text import LongText, encode_windows
 from worker.core.models import load_encoder
 from worker.strategies.toolkit import adamw, max_length_for, warmup_schedule
 from worker.training.loop import fit
@@ -65,13 +66,15 @@ def continue_pretraining(
         setup.base_model_dir, use_safetensors=True, dtype=torch.float32
     ).to(setup.device)
     tokenizer = setup.tokenizer
-    encodings = tokenizer(
+    # every window of a text is a sequence of its own here (long_text chunks: more text)
+    windows = encode_windows(
+        tokenizer,
         texts,
-        truncation=True,
         max_length=max_length_for(setup, mlm.config),
+        long_text=LongText.of(setup.hp),
         return_special_tokens_mask=True,
     )
-    rows = [{key: values[i] for key, values in encodings.items()} for i in range(len(texts))]
+    rows = [windows.window(i) for i in range(sum(windows.counts))]
     loader: DataLoader[Any] = DataLoader(
         rows,  # type: ignore[arg-type]
         batch_size=setup.hp.batch_size,

@@ -17,6 +17,7 @@ import time
 from transformers import AutoConfig
 
 from app.contract.strategies import LinearProbeStrategy
+from worker.core.long_text import LongText
 from worker.core.pooling import resolve_pooling
 from worker.features import Featurizer
 from worker.strategies.toolkit import max_length_for, split_features, train_head
@@ -36,6 +37,7 @@ class LinearProbe(Strategy, name="linear_probe", artifact_kind="head"):
             batch_size=setup.hp.batch_size,
             device=setup.device,
             cache=setup.feature_cache,
+            long_text=LongText.of(setup.hp),
         )
         started = time.perf_counter()
         train_x, val_x = split_features(setup, featurizer)

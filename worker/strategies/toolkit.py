@@ -21,6 +21,7 @@ from worker.core.data import Examples, label_tensor, make_loader, move_batch, to
 from worker.core.data import effective_max_length as _effective_max_length
 from worker.core.device import make_generator
 from worker.core.images import image_loader, pixel_inputs
+from worker.core.long_text import TRUNCATE, LongText, pool_windows, split_windows
 from worker.core.models import load_classifier as _load_classifier
 from worker.features import Featurizer
 from worker.training.loop import FitResult, Forward, fit
@@ -63,6 +64,7 @@ def text_loader(
         max_length=max_length,
         multilabel=multilabel,
         num_labels=setup.num_labels if labels else 1,
+        long_text=LongText.of(setup.hp),
     )
     generator = make_generator(seed) if seed is not None else None
     return make_loader(data, setup.tokenizer, batch_size=setup.hp.batch_size, generator=generator)
@@ -115,8 +117,9 @@ def logits_of(model: nn.Module, setup: TrainingSetup) -> Forward:
     inputs = model_inputs(setup, model)
 
     def forward(batch: Any) -> torch.Tensor:
-        logits: torch.Tensor = model(**inputs(batch)).logits
-        return logits
+        model_inputs, windows = split_windows(inputs(batch))
+        logits: torch.Tensor = model(**model_inputs).logits
+        return logits if windows is None else pool_windows(logits, windows)
 
     return forward
 
@@ -207,6 +210,7 @@ def trained_model(
         selection=result.selection,
         pooling=pooling,
         backbone=backbone,
+        long_text=LongText.of(setup.hp) if not setup.images else TRUNCATE,
     )
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from app.contract.hyperparameters import Hyperparameters
 from app.contract.tasks import IMAGE_TASKS, MULTILABEL_TASKS
 from worker.core.data import Examples
+from worker.core.long_text import TRUNCATE, LongText
 from worker.features import FeatureCache
 from worker.training.callbacks import TrainingCallbacks
 from worker.training.checkpoint import Checkpointer
@@ -91,6 +92,8 @@ class TrainedModel:
     #: ``head`` and ``lora``: an encoder changed by training (contrastive, dapt), saved inside
     #: the artifact under ``encoder/``; None means the head sits on the unchanged base
     backbone: nn.Module | None = None
+    #: how texts beyond ``max_length`` were read in training (and are read in serving)
+    long_text: LongText = TRUNCATE
 
 
 class Strategy:

@@ -70,7 +70,10 @@ export async function create(ctx, page, _params, query) {
   const epochs = h("input", { name: "epochs", type: "number", min: 1, placeholder: "auto" });
   const rate = h("input", { name: "learning_rate", type: "text", placeholder: "auto" });
   const batch = h("input", { name: "batch_size", type: "number", min: 1, placeholder: "auto" });
-  const maxLength = h("input", { name: "max_length", type: "number", min: 8, placeholder: "256" });
+  const maxLength = h("input", { name: "max_length", type: "number", min: 8, placeholder: "auto" });
+  const longText = h("select", { name: "long_text" },
+    [["", "auto"], ["truncate", "truncate"], ["head_tail", "head and tail"], ["chunks", "chunks"]]
+      .map(([value, text]) => h("option", { value }, text)));
   const options = h("textarea", { name: "strategy_options", placeholder: '{"r": 8} — the strategy\'s own fields, as JSON (optional)' });
   const more = h("textarea", { name: "hyperparameters", placeholder: '{"early_stopping": {"patience": 5}} — other hyperparameters, as JSON (optional)' });
   const status = h("div");
@@ -86,7 +89,7 @@ export async function create(ctx, page, _params, query) {
   const form = h("form", { class: "stack", "aria-label": "New job" },
     field("Dataset", dataset), field("Base model", base), field("Strategy", strategy),
     h("div", { class: "row" }, field("Epochs", epochs), field("Learning rate", rate), field("Batch size", batch),
-      field("Max length (tokens)", maxLength)),
+      field("Max length (tokens)", maxLength), field("Long texts", longText)),
     field("Strategy options", options),
     field("More hyperparameters", more),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Start job")),
@@ -95,7 +98,7 @@ export async function create(ctx, page, _params, query) {
     event.preventDefault();
     let body;
     try {
-      body = jobBody({ dataset, base, strategy, epochs, rate, batch, maxLength, options, more });
+      body = jobBody({ dataset, base, strategy, epochs, rate, batch, maxLength, longText, options, more });
     } catch (error) {
       replace(status, errorBox(error));
       return;
@@ -124,9 +127,10 @@ function jsonObject(input, what) {
   return value;
 }
 
-function jobBody({ dataset, base, strategy, epochs, rate, batch, maxLength, options, more }) {
+function jobBody({ dataset, base, strategy, epochs, rate, batch, maxLength, longText, options, more }) {
   const extra = jsonObject(options, "Strategy options");
   const hyperparameters = jsonObject(more, "More hyperparameters");
+  if (longText.value) hyperparameters.long_text = longText.value;
   for (const [name, input] of [["epochs", epochs], ["learning_rate", rate], ["batch_size", batch], ["max_length", maxLength]]) {
     const text = input.value.trim();
     if (!text) continue;
