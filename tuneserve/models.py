@@ -94,6 +94,16 @@ class Selection(APIModel):
     last: dict[str, float] = Field(default_factory=dict)
     stopped_early: bool = False
     evaluations: int = 0
+    #: the auto strategy's bake-off (rank metric, runs, winner, served); None otherwise
+    bakeoff: dict[str, Any] | None = None
+
+
+class AutoChoice(APIModel):
+    """A hyperparameter the request left to ``auto``: what was chosen and why."""
+
+    field: str
+    value: Any = None
+    reason: str = ""
 
 
 class AuditFinding(APIModel):
@@ -119,6 +129,7 @@ class Job(APIModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     selection: Selection | None = None
     audit: list[AuditFinding] = Field(default_factory=list)
+    auto: list[AutoChoice] = Field(default_factory=list)
     model_id: str | None = None
     error: JobError | None = None
     attempt: int = 0

@@ -91,6 +91,11 @@ class Selection(BaseModel):
     last: dict[str, float] = Field(description="Validation metrics of the last evaluation.")
     stopped_early: bool
     evaluations: int
+    bakeoff: dict[str, Any] | None = Field(
+        None,
+        description="The auto strategy: its bake-off (rank metric, every candidate's run, the "
+        "winner, and which run is served); null for the other strategies.",
+    )
 
 
 class JobRead(BaseModel):

@@ -87,6 +87,7 @@ def test_strategy_end_to_end(stack: Stack, datasets: dict[str, str], name: str) 
         assert [run["name"] for run in bakeoff["runs"]] == planned
         assert [run["name"] for run in bakeoff["runs"] if run["won"]] == [bakeoff["winner"]]
         assert report["strategy"] == bakeoff["winner"]
+        assert job["selection"]["bakeoff"] == bakeoff  # on the job itself too
     predictions = r.json()["predictions"]
     assert len(predictions) == 2, predictions  # one per input, each ranking both labels
     for p in predictions:

@@ -190,6 +190,8 @@ def test_train_stream_resume_wait_predict(
     client: tuneserve.Client, api: ApiProcess, key: str, job: tuneserve.Job
 ) -> None:
     assert job.status == "queued" and job.strategy["name"] == "linear_probe"
+    [chosen] = job.auto  # the one hyperparameter HP leaves out
+    assert (chosen.field, chosen.value) == ("learning_rate", 0.01) and chosen.reason
     proxy = CuttingProxy(api.port)
     try:
         with tuneserve.Client(proxy.url, key) as through:
