@@ -68,6 +68,7 @@ def test_report_with_test_set_calibration_and_plots(stack: Stack) -> None:
     report = stack.client.get(f"/v1/jobs/{job_id}/report", headers=stack.headers).json()
     assert report["job_id"] == job_id and report["model_id"] == done["model_id"]
     assert report["labels"] == ["A", "B"]
+    assert selection.pop("bakeoff") is None  # only an auto job has one
     assert report["selection"] == selection
     assert len(report["history"]) == selection["evaluations"]
     assert {"epoch", "step", "train_loss", "val_loss", "val_accuracy"} <= set(report["history"][0])
