@@ -147,8 +147,8 @@ def pad_examples(tokenizer: Any, features: list[ExampleTokens]) -> dict[str, tor
 
 def windows_batch(tokenizer: Any, windows: Windows) -> dict[str, torch.Tensor]:
     """The padded model inputs of encoded texts (:func:`pad_examples`)."""
-    per_text = windows.per_text()
-    return pad_examples(tokenizer, [items[0] if len(items) == 1 else items for items in per_text])
+    data = TokenizedExamples(windows.encodings, torch.zeros(len(windows.counts)), windows.counts)
+    return pad_examples(tokenizer, [data[i][0] for i in range(len(data))])
 
 
 def make_loader(

@@ -82,13 +82,6 @@ class Windows:
     def window(self, index: int) -> dict[str, list[int]]:
         return {key: values[index] for key, values in self.encodings.items()}
 
-    def per_text(self) -> list[list[dict[str, list[int]]]]:
-        out, start = [], 0
-        for count in self.counts:
-            out.append([self.window(start + i) for i in range(count)])
-            start += count
-        return out
-
 
 def encode_windows(
     tokenizer: Any,
